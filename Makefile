@@ -1,0 +1,42 @@
+# Kaggle image-classification pipeline. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+COMPETITION ?= dogs-vs-cats-redux-kernels-edition
+ARGS ?=
+
+.PHONY: help setup demo download index preview test lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install the package with its dev tools
+
+demo: setup  ## the whole flow offline on the generated demo competition (no Kaggle account)
+	$(PY) -m pipeline demo $(ARGS)
+
+download: setup  ## download, unpack and index COMPETITION with your Kaggle credentials
+	$(PY) -m pipeline download --competition $(COMPETITION) $(ARGS)
+
+index: setup  ## unpack and index COMPETITION files already on disk
+	$(PY) -m pipeline index --competition $(COMPETITION) $(ARGS)
+
+preview: setup  ## a look at a few augmented batches of COMPETITION
+	$(PY) -m pipeline preview --competition $(COMPETITION) $(ARGS)
+
+test: setup  ## the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+lint: setup  ## ruff
+	$(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/ruff format --check pipeline tests
+
+clean:  ## remove runs, caches and the virtual environment (keeps data/)
+	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,228 @@
+"""Command line: `python -m pipeline <command> --help`.
+
+Heavy libraries (TensorFlow, the Kaggle client) are imported inside the commands that need
+them, so `--help` is instant and needs no credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.competitions import UnknownCompetitionError, get_competition, known_competitions
+from pipeline.config import Config, ConfigError, load_config
+
+DEMO_COMPETITION = "dogs-vs-cats-demo"
+
+# flag -> dotted configuration key; every flag defaults to None (= keep the config's value)
+_FLAGS: dict[str, tuple[str, type | None, str]] = {
+    "--competition": ("competition", str, "competition slug"),
+    "--data-root": ("paths.data_root", str, "folder of downloaded and unpacked data"),
+    "--input-root": ("paths.input_root", str, "read-only folder of competition files (Kaggle: /kaggle/input)"),
+    "--runs-root": ("paths.runs_root", str, "folder of run outputs"),
+    "--image-size": ("data.image_size", int, "square side of model inputs in pixels"),
+    "--resize-mode": ("data.resize_mode", str, "crop | pad | stretch"),
+    "--batch-size": ("data.batch_size", int, "images per batch"),
+    "--cache": ("data.cache", str, "memory | disk | none: cache of resized images"),
+    "--seed": ("data.seed", int, "random seed of shuffling and augmentation"),
+    "--deterministic": ("data.deterministic", None, "identical batches on every run (slower)"),
+    "--augment-where": ("augment.where", str, "pipeline | model: where augmentation runs"),
+    "--randaugment": ("augment.randaugment_magnitude", float, "RandAugment magnitude in [0, 1]; 0 = off"),
+    "--mixup": ("augment.mixup_alpha", float, "MixUp alpha; 0 = off"),
+    "--cutmix": ("augment.cutmix_alpha", float, "CutMix alpha; 0 = off"),
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file of settings (sections [paths], [data], [augment])")
+    for flag, (key, kind, text) in _FLAGS.items():
+        if kind is None:
+            parser.add_argument(flag, action="store_const", const=True, default=None, help=text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=f"{text} ({key})")
+
+
+def _config(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> Config:
+    overrides = dict(defaults or {})
+    for flag, (key, _, _) in _FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides[key] = value
+    config = load_config(args.config, overrides)
+    get_competition(config.competition)  # fail early on an unknown slug
+    print("Configuration:\n" + config.to_json())
+    return config
+
+
+def _download_and_index(config: Config, force: bool) -> None:
+    from pipeline.download import download_competition
+    from pipeline.kaggle_api import KaggleGateway
+    from pipeline.prepare import describe_index, index_dir, prepare_index
+
+    competition = get_competition(config.competition)
+    input_dir = config.input_dir()
+    attached = input_dir != config.competition_dir() and input_dir.is_dir()
+    if attached:
+        print(f"Competition files are attached at {input_dir}; nothing to download.")
+        archive_is_new = False
+    else:
+        from pipeline.download import is_downloaded
+
+        archive_is_new = force or not is_downloaded(competition, config.competition_dir())
+        download_competition(competition, config.competition_dir(), KaggleGateway(), force=force)
+    index = prepare_index(config, competition, rebuild=archive_is_new)
+    print(describe_index(index, competition, index_dir(config)))
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    """Download, unpack and index a competition."""
+    _download_and_index(_config(args), args.force)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    """Unpack and index competition files already on disk (no network)."""
+    from pipeline.prepare import describe_index, index_dir, prepare_index
+
+    config = _config(args)
+    competition = get_competition(config.competition)
+    index = prepare_index(config, competition, rebuild=args.rebuild)
+    print(describe_index(index, competition, index_dir(config)))
+
+
+def cmd_preview(args: argparse.Namespace) -> None:
+    """Draw a few augmented training batches, report on them and save a picture grid."""
+    _preview(_config(args), args.batches)
+
+
+def _preview(config: Config, batches: int) -> None:
+    from pipeline.prepare import prepare_index
+    from pipeline.preview import preview_batches
+
+    competition = get_competition(config.competition)
+    index = prepare_index(config, competition)
+    out_dir = Path(config.paths.runs_root) / "preview" / config.competition
+    config.save(out_dir / "config.json")
+    report = preview_batches(index.train, config, competition, out_dir / "batch.png", batches)
+    print(f"Training pipeline: {report}")
+    print(f"First augmented batch saved as {out_dir / 'batch.png'}")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    """Generate the demo competition's archive and hidden solution."""
+    from pipeline.demo_data import generate_competition
+
+    competition = get_competition(args.competition)
+    archive = generate_competition(competition, Path(args.out), args.train_per_class, args.test_size, args.seed)
+    print(f"Wrote {archive} and {archive.with_name('solution.csv')}")
+
+
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    """Serve competition archives through the sandbox Kaggle API until Ctrl-C."""
+    from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
+
+    archives = find_archives(Path(folder) for folder in args.serve)
+    if not archives:
+        raise FileNotFoundError(f"no <slug>.zip archive in {', '.join(args.serve)}")
+    server = SandboxServer(SandboxState(archives), port=args.port)
+    print(f"Sandbox Kaggle API on {server.url} serving: {', '.join(sorted(archives))}")
+    print(
+        "Use it from another shell with:\n"
+        f"  export PIPELINE_KAGGLE_ENDPOINT={server.url} KAGGLE_USERNAME={SANDBOX_USERNAME} KAGGLE_KEY={SANDBOX_KEY}"
+    )
+    server.serve_forever()
+
+
+@contextlib.contextmanager
+def _sandbox_environment(url: str) -> Iterator[None]:
+    """Point the Kaggle adapter at the sandbox with its own credentials, restoring the environment after."""
+    from pipeline.kaggle_api import ENDPOINT_ENV
+    from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME
+
+    values = {ENDPOINT_ENV: url, "KAGGLE_USERNAME": SANDBOX_USERNAME, "KAGGLE_KEY": SANDBOX_KEY}
+    saved = {key: os.environ.get(key) for key in [*values, "KAGGLE_API_TOKEN"]}
+    os.environ.update(values)
+    os.environ.pop("KAGGLE_API_TOKEN", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The whole flow, offline, on the generated demo competition served by the sandbox."""
+    from pipeline.demo_data import generate_competition
+    from pipeline.sandbox import SandboxServer, SandboxState, find_archives
+
+    config = _config(args, {"competition": DEMO_COMPETITION, "data.image_size": 96})
+    competition = get_competition(config.competition)
+    served = Path(config.paths.data_root) / "_sandbox" / competition.slug
+    if not (served / competition.archive).is_file():
+        print(f"Generating the demo competition in {served} ...")
+        generate_competition(competition, served)
+    with SandboxServer(SandboxState(find_archives([served]))) as server, _sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url}")
+        _download_and_index(config, force=False)
+    _preview(config, batches=3)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m pipeline` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Kaggle image-classification pipeline. Competitions: " + ", ".join(known_competitions()),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], None], config: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
+        if config:
+            _add_config_flags(sub)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("download", cmd_download).add_argument("--force", action="store_true", help="download again")
+    command("index", cmd_index).add_argument("--rebuild", action="store_true", help="index again from scratch")
+    command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
+    command("demo", cmd_demo)
+    demo_data = command("demo-data", cmd_demo_data, config=False)
+    demo_data.add_argument("--out", required=True, help="folder to write <slug>.zip and solution.csv into")
+    demo_data.add_argument("--competition", default=DEMO_COMPETITION, help="layout to follow")
+    demo_data.add_argument("--train-per-class", type=int, default=300)
+    demo_data.add_argument("--test-size", type=int, default=100)
+    demo_data.add_argument("--seed", type=int, default=0)
+    sandbox = command("sandbox", cmd_sandbox, config=False)
+    sandbox.add_argument("--serve", nargs="+", required=True, help="folders holding <slug>.zip (+ solution.csv)")
+    sandbox.add_argument("--port", type=int, default=8765)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; known failures end with a one-paragraph error and exit status 2."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
+    from pipeline.kaggle_api import KaggleError
+    from pipeline.unpack import MissingDataError, UnsafeArchiveError
+
+    expected = (
+        KaggleError, ConfigError, UnknownCompetitionError, MissingDataError, UnsafeArchiveError,
+        zipfile.BadZipFile, FileNotFoundError,
+    )
+    try:
+        args.handler(args)
+    except expected as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue where it stopped.", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,116 @@
+"""Generate a small competition in Kaggle's exact layout: the demo, and test fixtures.
+
+Cats are triangles and dogs are discs on noisy backgrounds, in varied sizes, colours and file
+formats (RGB, grayscale and CMYK JPEG, PNG named .jpg), plus a few broken files, so every path of
+the indexer runs. The true test labels go to a hidden `solution.csv` beside the archive.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from pipeline.competitions import Competition
+
+BROKEN_FILES = 3  # per generated training set: empty, truncated, not an image
+
+
+def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
+    """One RGB picture: a disc for label 1 (dog), a triangle for label 0 (cat)."""
+    width = int(rng.integers(64, 321))
+    height = int(np.clip(width * rng.uniform(0.6, 1.6), 48, 400))
+    base = rng.integers(0, 256, size=3)
+    noise = rng.normal(0, 25, size=(height, width, 3))
+    background = np.clip(base + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    side = min(width, height)
+    radius = rng.uniform(0.2, 0.4) * side
+    # inside the central square, so that a centre crop keeps the shape
+    cx = width / 2 + rng.uniform(-1, 1) * (side / 2 - radius)
+    cy = height / 2 + rng.uniform(-1, 1) * (side / 2 - radius)
+    colour = tuple(int(c) for c in (255 - base + rng.integers(-40, 41, size=3)) % 256)
+    if label == 1:
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+    else:
+        angle = rng.uniform(0, 2 * np.pi)
+        points = [
+            (cx + radius * np.cos(angle + k * 2 * np.pi / 3), cy + radius * np.sin(angle + k * 2 * np.pi / 3))
+            for k in range(3)
+        ]
+        draw.polygon(points, fill=colour)
+    return image
+
+
+def encode(image: Image.Image, rng: np.random.Generator) -> bytes:
+    """The picture as file bytes in a randomly chosen format, as real scraped photos come."""
+    buffer = io.BytesIO()
+    kind = rng.choice(["rgb", "gray", "cmyk", "png"], p=[0.8, 0.08, 0.06, 0.06])
+    if kind == "png":
+        image.save(buffer, format="PNG")
+    else:
+        mode = {"rgb": "RGB", "gray": "L", "cmyk": "CMYK"}[str(kind)]
+        image.convert(mode).save(buffer, format="JPEG", quality=int(rng.integers(70, 96)))
+    return buffer.getvalue()
+
+
+def _broken_files(rng: np.random.Generator, first_id: int) -> dict[str, bytes]:
+    valid = encode(draw_shape(1, rng), rng)
+    return {
+        f"cat.{first_id}.jpg": b"",
+        f"dog.{first_id + 1}.jpg": valid[: len(valid) // 3],
+        f"cat.{first_id + 2}.jpg": b"<html>404 Not Found</html>\n",
+    }
+
+
+def _zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def generate_competition(
+    competition: Competition,
+    out_dir: Path,
+    train_per_class: int = 300,
+    test_size: int = 100,
+    seed: int = 0,
+    broken: bool = True,
+) -> Path:
+    """Write `<slug>.zip` (Kaggle's layout for `competition`) and `solution.csv` into `out_dir`."""
+    rng = np.random.default_rng(seed)
+    negative, positive = competition.classes[0], competition.classes[-1]
+    train: dict[str, bytes] = {}
+    for i in range(train_per_class * 2):
+        label = i % 2
+        name = f"{positive if label else negative}.{i // 2}.jpg"
+        train[f"{competition.train_dir}/{name}"] = encode(draw_shape(label, rng), rng)
+    if broken:
+        for name, data in _broken_files(rng, train_per_class).items():
+            train[f"{competition.train_dir}/{name}"] = data
+    test_labels = rng.integers(0, 2, size=test_size)
+    test = {
+        f"{competition.test_dir}/{i + 1}.jpg": encode(draw_shape(int(label), rng), rng)
+        for i, label in enumerate(test_labels)
+    }
+    ids = np.arange(1, test_size + 1)
+    default = 0.5 if competition.submission_kind == "probability" else 0
+    sample = pd.DataFrame({competition.id_column: ids, competition.label_column: default})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive = out_dir / competition.archive
+    outer = {
+        competition.train_archive: _zip_bytes(train),
+        competition.test_archive: _zip_bytes(test),
+        competition.sample_submission: sample.to_csv(index=False).encode(),
+    }
+    archive.write_bytes(_zip_bytes(outer))
+    solution = pd.DataFrame({competition.id_column: ids, competition.label_column: test_labels})
+    solution.to_csv(out_dir / "solution.csv", index=False)
+    return archive

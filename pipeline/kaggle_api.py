@@ -1,0 +1,172 @@
+"""A thin adapter over the official `kaggle` Python client: credentials, errors, retries.
+
+The client is imported lazily so that `--help` and offline work need neither credentials nor
+network. Setting PIPELINE_KAGGLE_ENDPOINT (e.g. http://127.0.0.1:8765) sends every API call to
+that server instead of api.kaggle.com: that is how the demo and the tests reach the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+ENDPOINT_ENV = "PIPELINE_KAGGLE_ENDPOINT"
+TOKEN_PAGE = "https://www.kaggle.com/settings/account"
+T = TypeVar("T")
+
+
+class KaggleError(RuntimeError):
+    """A Kaggle API call failed; the message says what to do."""
+
+
+class CredentialsMissingError(KaggleError):
+    """No Kaggle credentials were found in any of the usual places."""
+
+
+class CredentialsRejectedError(KaggleError):
+    """Kaggle answered 401: the credentials are wrong or revoked."""
+
+
+class RulesNotAcceptedError(KaggleError):
+    """Kaggle answered 403: usually the competition's rules are not accepted yet."""
+
+
+class CompetitionNotFoundError(KaggleError):
+    """Kaggle answered 404 for the competition."""
+
+
+class KaggleNetworkError(KaggleError):
+    """Kaggle could not be reached, or kept failing, after every retry."""
+
+
+def _config_dir(environ: dict[str, str]) -> Path:
+    if environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(environ["KAGGLE_CONFIG_DIR"])
+    legacy = Path(environ.get("HOME", str(Path.home()))) / ".kaggle"
+    if legacy.exists():
+        return legacy
+    return Path(environ.get("XDG_CONFIG_HOME") or Path(environ.get("HOME", str(Path.home()))) / ".config") / "kaggle"
+
+
+def credentials_source(environ: dict[str, str] | None = None) -> str | None:
+    """Where the client will find credentials (a description, never the secret), or None."""
+    environ = dict(os.environ) if environ is None else environ
+    if environ.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if environ.get("KAGGLE_USERNAME") and environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    home = Path(environ.get("HOME", str(Path.home())))
+    candidates = [
+        _config_dir(environ) / "kaggle.json",
+        home / ".kaggle" / "access_token",
+        home / ".kaggle" / "credentials.json",
+    ]
+    return next((str(path) for path in candidates if path.is_file() and path.stat().st_size > 0), None)
+
+
+def _missing_credentials_message() -> str:
+    return (
+        "no Kaggle credentials found. Create an API token at "
+        f"{TOKEN_PAGE} (API -> Create New Token), then either save the downloaded kaggle.json as "
+        "~/.kaggle/kaggle.json (chmod 600), or export KAGGLE_USERNAME and KAGGLE_KEY, or export "
+        "KAGGLE_API_TOKEN. To try the pipeline without an account run `make demo`."
+    )
+
+
+def _status(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _is_transient(error: BaseException) -> bool:
+    import requests
+
+    status = _status(error)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    return isinstance(
+        error,
+        requests.exceptions.ConnectionError | requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError,
+    )
+
+
+class KaggleGateway:
+    """The few Kaggle API calls the pipeline makes, with clear errors and bounded retries."""
+
+    def __init__(self, retries: int = 4, backoff_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep):
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self._sleep = sleep
+        self._api: Any = None
+
+    def _client(self) -> Any:
+        if self._api is not None:
+            return self._api
+        if credentials_source() is None:
+            raise CredentialsMissingError(_missing_credentials_message())
+        endpoint = os.environ.get(ENDPOINT_ENV)
+        if endpoint:
+            from kagglesdk import kaggle_env
+
+            kaggle_env._env_to_endpoint[kaggle_env.KaggleEnv.PROD] = endpoint.rstrip("/")
+        # Importing `kaggle` authenticates and prints help on failure: keep its chatter out.
+        with contextlib.redirect_stdout(io.StringIO()):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+
+            api = KaggleApi()
+            try:
+                api.authenticate()
+            except SystemExit as error:
+                raise CredentialsMissingError(_missing_credentials_message()) from error
+        self._api = api
+        return api
+
+    def _call(self, action: str, competition: str, fn: Callable[[Any], T]) -> T:
+        """Run `fn(client)`, retrying transient failures with exponential backoff."""
+        import requests
+
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(self._client())
+            except (requests.exceptions.RequestException, OSError) as error:
+                status = _status(error)
+                if status == 401:
+                    raise CredentialsRejectedError(
+                        f"Kaggle rejected the credentials (401) while trying to {action}. "
+                        f"Create a new API token at {TOKEN_PAGE} and replace the old one."
+                    ) from error
+                if status == 403:
+                    raise RulesNotAcceptedError(
+                        f"Kaggle refused to {action} (403): accept the competition's rules at "
+                        f"https://www.kaggle.com/competitions/{competition}/rules while signed in, then run again."
+                    ) from error
+                if status == 404:
+                    raise CompetitionNotFoundError(
+                        f"Kaggle knows no competition {competition!r} (404) while trying to {action}: "
+                        "check the slug in the address https://www.kaggle.com/competitions/<slug>."
+                    ) from error
+                if not _is_transient(error) or attempt == self.retries:
+                    raise KaggleNetworkError(
+                        f"could not {action} after {attempt + 1} attempt(s): {type(error).__name__}: "
+                        f"{error}. Check the connection and run the same command again; "
+                        "completed work is kept."
+                    ) from error
+                delay = self.backoff_seconds * 2**attempt
+                print(f"Kaggle API: {type(error).__name__} ({status or 'no answer'}); retry in {delay:.0f} s")
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def download_competition_archive(self, competition: str, folder: Path) -> Path:
+        """Download the competition's archive into `folder` (resuming a partial one); return its path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._call(
+            f"download competition {competition}",
+            competition,
+            lambda api: api.competition_download_files(competition, path=str(folder), force=False, quiet=False),
+        )
+        return folder / f"{competition}.zip"

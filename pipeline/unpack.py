@@ -1,0 +1,134 @@
+"""Safe, resumable unpacking of a competition's nested zip archives into data/<slug>/."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from pipeline.competitions import Competition
+
+MAX_TOTAL_BYTES = 64 * 2**30  # larger than any image competition's archive should unpack to
+MAX_RATIO = 1000  # uncompressed/compressed size above which a large member is a zip bomb
+_RATIO_MIN_BYTES = 16 * 2**20
+_DONE = ".unpacked"
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive would write outside its target folder or declares an absurd size."""
+
+
+class MissingDataError(FileNotFoundError):
+    """A file the competition needs is not where the pipeline looks for it."""
+
+
+@dataclass(frozen=True)
+class CompetitionFiles:
+    """Where a competition's unpacked images and sample submission are."""
+
+    train_dir: Path
+    test_dir: Path
+    sample_submission: Path
+
+
+def check_archive(
+    archive: zipfile.ZipFile, target: Path, max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: int = MAX_RATIO
+) -> None:
+    """Refuse entries escaping `target` (zip-slip), links, and absurd declared sizes (zip bombs)."""
+    root = target.resolve()
+    total = 0
+    for info in archive.infolist():
+        where = f"{archive.filename}: entry {info.filename!r}"
+        destination = (root / info.filename).resolve()
+        if info.filename.startswith(("/", "\\")) or not destination.is_relative_to(root):
+            raise UnsafeArchiveError(f"{where} would be written outside {target}; refusing to unpack.")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise UnsafeArchiveError(f"{where} is a symbolic link; refusing to unpack.")
+        total += info.file_size
+        if info.file_size > _RATIO_MIN_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
+            raise UnsafeArchiveError(
+                f"{where} declares {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                "(a zip bomb?); refusing to unpack."
+            )
+    if total > max_total_bytes:
+        raise UnsafeArchiveError(
+            f"{archive.filename} declares {total:,} bytes unpacked, over the limit of {max_total_bytes:,}; "
+            "refusing to unpack. Check that this is the competition's archive."
+        )
+
+
+def extract(archive_path: Path, target: Path, max_total_bytes: int = MAX_TOTAL_BYTES) -> None:
+    """Extract `archive_path` into `target` after `check_archive`, with a progress bar."""
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            check_archive(archive, target, max_total_bytes)
+            members = archive.infolist()
+            for info in tqdm(members, desc=f"unpack {archive_path.name}", unit="file", leave=False):
+                archive.extract(info, target)
+    except zipfile.BadZipFile as error:
+        raise zipfile.BadZipFile(
+            f"{archive_path} is damaged or not a zip archive ({error}); delete it and download again."
+        ) from error
+
+
+def _find(name: str, folders: list[Path]) -> Path | None:
+    return next((folder / name for folder in folders if (folder / name).exists()), None)
+
+
+def _unpack_images(archive: Path, folder_name: str, data_dir: Path) -> Path:
+    """Extract an inner image archive to data_dir/folder_name atomically (partial work is redone)."""
+    final = data_dir / folder_name
+    if (final / _DONE).exists():
+        return final
+    partial = data_dir / f".partial-{folder_name}"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    extract(archive, partial)
+    inner = partial / folder_name
+    (inner if inner.is_dir() else partial).rename(final)
+    shutil.rmtree(partial, ignore_errors=True)
+    (final / _DONE).touch()
+    return final
+
+
+def unpack_competition(competition: Competition, input_dir: Path, data_dir: Path) -> CompetitionFiles:
+    """Make the competition's train and test images available as folders; idempotent.
+
+    Looks in `data_dir` then `input_dir` (read-only, e.g. /kaggle/input/<slug>) for folders already
+    unpacked, then for the inner archives, then for the outer archive Kaggle's download gives.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    folders = [data_dir, input_dir] if input_dir != data_dir else [data_dir]
+    inner_names = [competition.train_archive, competition.test_archive, competition.sample_submission]
+    if any(_find(name, folders) is None for name in inner_names):
+        outer = _find(competition.archive, folders)
+        if outer is not None:
+            extract(outer, data_dir)
+    resolved: dict[str, Path] = {}
+    for key, folder_name, archive_name in (
+        ("train", competition.train_dir, competition.train_archive),
+        ("test", competition.test_dir, competition.test_archive),
+    ):
+        ready = [f / folder_name for f in folders if (f / folder_name / _DONE).exists()]
+        given = [f / folder_name for f in folders[1:] if (f / folder_name).is_dir()]  # read-only input
+        archive = _find(archive_name, folders)
+        if ready or given:
+            resolved[key] = (ready or given)[0]
+        elif archive is not None:
+            resolved[key] = _unpack_images(archive, folder_name, data_dir)
+        else:
+            raise MissingDataError(
+                f"neither {archive_name} nor {competition.archive} found in {', '.join(map(str, folders))}: "
+                f"run `make download COMPETITION={competition.slug}` (or put Kaggle's files there)."
+            )
+    sample = _find(competition.sample_submission, folders)
+    if sample is None:
+        raise MissingDataError(
+            f"{competition.sample_submission} not found in {', '.join(map(str, folders))}: "
+            f"run `make download COMPETITION={competition.slug}` again."
+        )
+    return CompetitionFiles(resolved["train"], resolved["test"], sample)
