@@ -16,8 +16,8 @@ def load_size(image_size: int, crop: float) -> int:
     return image_size if crop <= 0 else math.ceil(image_size / (1.0 - crop))
 
 
-def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) -> keras.Sequential:
-    """Per-image random transforms, in pixel units; identity when every factor is 0."""
+def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) -> keras.Sequential | None:
+    """Per-image random transforms, in pixel units; None when every factor is 0."""
 
     def next_seed(offset: int) -> int | None:
         return None if seed is None else seed + offset
@@ -32,11 +32,17 @@ def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) ->
     if config.zoom > 0:
         layers.append(keras.layers.RandomZoom(config.zoom, seed=next_seed(4)))
     if config.translation > 0:
-        layers.append(keras.layers.RandomTranslation(config.translation, config.translation, seed=next_seed(5)))
+        layers.append(
+            keras.layers.RandomTranslation(config.translation, config.translation, seed=next_seed(5))
+        )
     if config.contrast > 0:
-        layers.append(keras.layers.RandomContrast(config.contrast, value_range=VALUE_RANGE, seed=next_seed(6)))
+        layers.append(
+            keras.layers.RandomContrast(config.contrast, value_range=VALUE_RANGE, seed=next_seed(6))
+        )
     if config.brightness > 0:
-        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=VALUE_RANGE, seed=next_seed(7)))
+        layers.append(
+            keras.layers.RandomBrightness(config.brightness, value_range=VALUE_RANGE, seed=next_seed(7))
+        )
     if config.randaugment_magnitude > 0:
         layers.append(
             keras.layers.RandAugment(
@@ -46,7 +52,7 @@ def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) ->
                 seed=next_seed(8),
             )
         )
-    return keras.Sequential(layers, name="augment")
+    return keras.Sequential(layers, name="augment") if layers else None
 
 
 def build_eval_crop(config: AugmentConfig, image_size: int) -> keras.layers.Layer | None:
@@ -60,5 +66,7 @@ def build_mixers(config: AugmentConfig, seed: int | None) -> list[keras.layers.L
     if config.mixup_alpha > 0:
         mixers.append(keras.layers.MixUp(alpha=config.mixup_alpha, seed=seed))
     if config.cutmix_alpha > 0:
-        mixers.append(keras.layers.CutMix(factor=config.cutmix_alpha, seed=None if seed is None else seed + 1))
+        mixers.append(
+            keras.layers.CutMix(factor=config.cutmix_alpha, seed=None if seed is None else seed + 1)
+        )
     return mixers

@@ -24,7 +24,11 @@ DEMO_COMPETITION = "dogs-vs-cats-demo"
 _FLAGS: dict[str, tuple[str, type | None, str]] = {
     "--competition": ("competition", str, "competition slug"),
     "--data-root": ("paths.data_root", str, "folder of downloaded and unpacked data"),
-    "--input-root": ("paths.input_root", str, "read-only folder of competition files (Kaggle: /kaggle/input)"),
+    "--input-root": (
+        "paths.input_root",
+        str,
+        "read-only folder of competition files (Kaggle: /kaggle/input)",
+    ),
     "--runs-root": ("paths.runs_root", str, "folder of run outputs"),
     "--image-size": ("data.image_size", int, "square side of model inputs in pixels"),
     "--resize-mode": ("data.resize_mode", str, "crop | pad | stretch"),
@@ -118,7 +122,9 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     from pipeline.demo_data import generate_competition
 
     competition = get_competition(args.competition)
-    archive = generate_competition(competition, Path(args.out), args.train_per_class, args.test_size, args.seed)
+    archive = generate_competition(
+        competition, Path(args.out), args.train_per_class, args.test_size, args.seed
+    )
     print(f"Wrote {archive} and {archive.with_name('solution.csv')}")
 
 
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable[[argparse.Namespace], None], config: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], None], config: bool = True
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
         if config:
             _add_config_flags(sub)
@@ -191,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("download", cmd_download).add_argument("--force", action="store_true", help="download again")
-    command("index", cmd_index).add_argument("--rebuild", action="store_true", help="index again from scratch")
+    command("index", cmd_index).add_argument(
+        "--rebuild", action="store_true", help="index again from scratch"
+    )
     command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
     command("demo", cmd_demo)
     demo_data = command("demo-data", cmd_demo_data, config=False)
@@ -201,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--test-size", type=int, default=100)
     demo_data.add_argument("--seed", type=int, default=0)
     sandbox = command("sandbox", cmd_sandbox, config=False)
-    sandbox.add_argument("--serve", nargs="+", required=True, help="folders holding <slug>.zip (+ solution.csv)")
+    sandbox.add_argument(
+        "--serve", nargs="+", required=True, help="folders holding <slug>.zip (+ solution.csv)"
+    )
     sandbox.add_argument("--port", type=int, default=8765)
     return parser
 
@@ -214,8 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.unpack import MissingDataError, UnsafeArchiveError
 
     expected = (
-        KaggleError, ConfigError, UnknownCompetitionError, MissingDataError, UnsafeArchiveError,
-        zipfile.BadZipFile, FileNotFoundError,
+        KaggleError,
+        ConfigError,
+        UnknownCompetitionError,
+        MissingDataError,
+        UnsafeArchiveError,
+        zipfile.BadZipFile,
+        FileNotFoundError,
     )
     try:
         args.handler(args)

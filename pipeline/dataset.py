@@ -102,7 +102,9 @@ def make_dataset(
     return _finish(dataset, config, training, has_labels, len(paths))
 
 
-def _finish(dataset: tf.data.Dataset, config: Config, training: bool, has_labels: bool, n: int) -> tf.data.Dataset:
+def _finish(
+    dataset: tf.data.Dataset, config: Config, training: bool, has_labels: bool, n: int
+) -> tf.data.Dataset:
     data, aug = config.data, config.augment
     seed = data.seed
     if training and data.cache != "none":
@@ -112,10 +114,11 @@ def _finish(dataset: tf.data.Dataset, config: Config, training: bool, has_labels
     def to_float(images: tf.Tensor) -> tf.Tensor:
         return tf.cast(images, tf.float32)
 
-    if training and aug.where == "pipeline":
-        augmenter = build_augmenter(aug, data.image_size, seed)
+    augmenter = build_augmenter(aug, data.image_size, seed) if training and aug.where == "pipeline" else None
+    crop = None if training else build_eval_crop(aug, data.image_size)
+    if augmenter is not None:
         transform = lambda x: augmenter(to_float(x), training=True)  # noqa: E731
-    elif not training and (crop := build_eval_crop(aug, data.image_size)) is not None:
+    elif crop is not None:
         transform = lambda x: crop(to_float(x))  # noqa: E731
     else:
         transform = to_float

@@ -90,7 +90,9 @@ def _index_folder(
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _IGNORED_NAMES):
         parsed = parse(path.name)
         if parsed is None:
-            rejects.append({"path": str(path), "split": split, "reason": "file name does not fit the pattern"})
+            rejects.append(
+                {"path": str(path), "split": split, "reason": "file name does not fit the pattern"}
+            )
         else:
             named.append((path, parsed))
     rows = []
@@ -104,7 +106,9 @@ def _index_folder(
     return pd.DataFrame(rows, columns=["path", "parsed", "width", "height"]), rejects
 
 
-def build_index(competition: Competition, files: CompetitionFiles, work_dir: Path, workers: int = 8) -> ImageIndex:
+def build_index(
+    competition: Competition, files: CompetitionFiles, work_dir: Path, workers: int = 8
+) -> ImageIndex:
     """Scan, validate and index the train and test folders; no bad file stops the run."""
     convert_dir = work_dir / "converted"
     train, train_rejects = _index_folder(

@@ -50,7 +50,10 @@ def _config_dir(environ: dict[str, str]) -> Path:
     legacy = Path(environ.get("HOME", str(Path.home()))) / ".kaggle"
     if legacy.exists():
         return legacy
-    return Path(environ.get("XDG_CONFIG_HOME") or Path(environ.get("HOME", str(Path.home()))) / ".config") / "kaggle"
+    return (
+        Path(environ.get("XDG_CONFIG_HOME") or Path(environ.get("HOME", str(Path.home()))) / ".config")
+        / "kaggle"
+    )
 
 
 def credentials_source(environ: dict[str, str] | None = None) -> str | None:
@@ -91,14 +94,18 @@ def _is_transient(error: BaseException) -> bool:
         return status >= 500 or status in (408, 429)
     return isinstance(
         error,
-        requests.exceptions.ConnectionError | requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ConnectionError
+        | requests.exceptions.Timeout
+        | requests.exceptions.ChunkedEncodingError,
     )
 
 
 class KaggleGateway:
     """The few Kaggle API calls the pipeline makes, with clear errors and bounded retries."""
 
-    def __init__(self, retries: int = 4, backoff_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, retries: int = 4, backoff_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep
+    ):
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
@@ -167,6 +174,8 @@ class KaggleGateway:
         self._call(
             f"download competition {competition}",
             competition,
-            lambda api: api.competition_download_files(competition, path=str(folder), force=False, quiet=False),
+            lambda api: api.competition_download_files(
+                competition, path=str(folder), force=False, quiet=False
+            ),
         )
         return folder / f"{competition}.zip"

@@ -34,7 +34,9 @@ def describe_index(index: ImageIndex, competition: Competition, where: Path) -> 
     lines += [f"  train {name:>8}: {count:,}" for name, count in counts.items()]
     lines.append(f"  test {'':>9}  {len(index.test):,}")
     if len(index.rejects):
-        lines.append(f"  rejected: {len(index.rejects)} file(s), listed with the reason in {where / 'rejects.csv'}")
+        lines.append(
+            f"  rejected: {len(index.rejects)} file(s), listed with the reason in {where / 'rejects.csv'}"
+        )
         for row in index.rejects.head(5).itertuples():
             lines.append(f"    {Path(row.path).name}: {row.reason}")
     else:

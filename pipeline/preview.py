@@ -35,7 +35,9 @@ class BatchReport:
         )
 
 
-def save_grid(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], path: Path, columns: int = 8) -> None:
+def save_grid(
+    images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], path: Path, columns: int = 8
+) -> None:
     """Save images (N, H, W, 3) in [0, 255] as one PNG grid, each captioned with its (mixed) label."""
     count, height, width = images.shape[:3]
     rows = -(-count // columns)

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny generated competitions, the sandbox server, the real-photo datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.competitions import Competition, get_competition
+from pipeline.config import Config, load_config
+from pipeline.demo_data import generate_competition
+
+SHARED_DATASETS_ENV = "PIPELINE_SHARED_DATASETS"  # .ci/run points it at ../shared/datasets
+
+
+def shared_dataset(name: str) -> Path:
+    """A folder of ../shared/datasets; skips when the variable is unset (CI always sets it)."""
+    root = os.environ.get(SHARED_DATASETS_ENV)
+    if not root:
+        pytest.skip(f"set {SHARED_DATASETS_ENV} to the shared datasets folder to run this test")
+    folder = Path(root) / name
+    assert folder.is_dir(), f"{SHARED_DATASETS_ENV}={root} has no {name}/"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo() -> Competition:
+    return get_competition("dogs-vs-cats-demo")
+
+
+@pytest.fixture(scope="session")
+def demo_archive_dir(tmp_path_factory: pytest.TempPathFactory, demo: Competition) -> Path:
+    """A served folder with a small demo competition: 40 images per class, 20 test, 3 broken files."""
+    folder = tmp_path_factory.mktemp("served") / demo.slug
+    generate_competition(demo, folder, train_per_class=40, test_size=20, seed=1)
+    return folder
+
+
+def tiny_config(data_root: Path, competition: str = "dogs-vs-cats-demo", **overrides: object) -> Config:
+    """A configuration for tiny, fast tests writing under `data_root`."""
+    values = {
+        "competition": competition,
+        "paths.data_root": str(data_root),
+        "paths.runs_root": str(data_root / "runs"),
+        "data.image_size": 32,
+        "data.batch_size": 8,
+        "data.validation_workers": 2,
+    }
+    values.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return load_config(overrides=values, environ={})
+
+
+@pytest.fixture
+def kaggle_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An environment with no Kaggle credentials anywhere (tests add what they need)."""
+    for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
+    return home
