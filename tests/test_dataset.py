@@ -81,7 +81,9 @@ def test_augmentation_is_reproducible_with_a_seed_and_varies_without(
     other_seed = batches(index, with_values(config, data__seed=7))
     assert not np.array_equal(first[0][0], other_seed[0][0])
     free = with_values(config, data__deterministic=False)
-    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(batches(index, free), batches(index, free), strict=True))
+    assert not all(
+        np.array_equal(a[0], b[0]) for a, b in zip(batches(index, free), batches(index, free), strict=True)
+    )
 
 
 def test_augmentation_changes_pixels_and_can_move_into_the_model(index: ImageIndex, tmp_path: Path) -> None:
