@@ -64,6 +64,35 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The network: a keras.applications backbone (or the small CNN) and its head."""
+
+    backbone: str = "efficientnetv2-b0"
+    weights: str = "imagenet"  # imagenet | none | path to a weights file (Kaggle: an attached dataset)
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Two-phase transfer learning: head on a frozen backbone, then fine-tuning of the top blocks."""
+
+    run_name: str = ""  # "" = <competition>-<backbone>-<image size>
+    validation_fraction: float = 0.2
+    head_epochs: int = 3
+    head_learning_rate: float = 1e-3
+    fine_epochs: int = 5  # 0 = no fine-tuning (the small CNN trains whole in the first phase)
+    fine_learning_rate: float = 1e-4
+    unfreeze: float = 0.3  # < 1: fraction of the backbone's blocks; >= 1: a count of top blocks
+    warmup_fraction: float = 0.1  # of the fine-tuning steps, before cosine decay
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    patience: int = 3  # early stopping on val_loss, best weights restored, in each phase
+    mixed_precision: str = "auto"  # auto (GPU: float16, TPU: bfloat16, CPU: off) | on | off
+    jit_compile: str = "auto"  # auto | on | off: XLA
+    steps_per_execution: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run depends on."""
 
@@ -71,6 +100,8 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain nested dictionaries."""
@@ -160,6 +191,8 @@ def validate(config: Config) -> Config:
         "data.resize_mode": (config.data.resize_mode, {"crop", "pad", "stretch"}),
         "data.cache": (config.data.cache, {"memory", "disk", "none"}),
         "augment.where": (config.augment.where, {"pipeline", "model"}),
+        "train.mixed_precision": (config.train.mixed_precision, {"auto", "on", "off"}),
+        "train.jit_compile": (config.train.jit_compile, {"auto", "on", "off"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -168,8 +201,14 @@ def validate(config: Config) -> Config:
         raise ConfigError("data.image_size must be >= 8 and data.batch_size >= 1")
     if not 0.0 <= config.augment.crop < 0.5:
         raise ConfigError(f"augment.crop = {config.augment.crop}: use a fraction in [0, 0.5)")
+    if config.augment.crop > 0 and config.augment.where == "model":
+        raise ConfigError("augment.crop needs augment.where = 'pipeline' (the model takes fixed-size images)")
     if not 0.0 <= config.augment.randaugment_magnitude <= 1.0:
         raise ConfigError("augment.randaugment_magnitude must be in [0, 1]")
+    if not 0.0 < config.train.validation_fraction < 0.5:
+        raise ConfigError("train.validation_fraction must be in (0, 0.5)")
+    if config.train.head_epochs < 1 or config.train.fine_epochs < 0:
+        raise ConfigError("train.head_epochs must be >= 1 and train.fine_epochs >= 0")
     return config
 
 

@@ -1,12 +1,13 @@
 """Generate a small competition in Kaggle's exact layout: the demo, and test fixtures.
 
-Cats are triangles and dogs are discs on noisy backgrounds, in varied sizes, colours and file
+Cats are cool-coloured triangles and dogs warm-coloured discs on noisy grey backgrounds, in varied sizes, colours and file
 formats (RGB, grayscale and CMYK JPEG, PNG named .jpg), plus a few broken files, so every path of
 the indexer runs. The true test labels go to a hidden `solution.csv` beside the archive.
 """
 
 from __future__ import annotations
 
+import colorsys
 import io
 import zipfile
 from pathlib import Path
@@ -21,11 +22,11 @@ BROKEN_FILES = 3  # per generated training set: empty, truncated, not an image
 
 
 def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
-    """One RGB picture: a disc for label 1 (dog), a triangle for label 0 (cat)."""
+    """One RGB picture: a warm disc for label 1 (dog), a cool triangle for label 0 (cat)."""
     width = int(rng.integers(64, 321))
     height = int(np.clip(width * rng.uniform(0.6, 1.6), 48, 400))
-    base = rng.integers(0, 256, size=3)
-    noise = rng.normal(0, 25, size=(height, width, 3))
+    base = rng.integers(40, 216) + rng.integers(-25, 26, size=3)  # greyish, never the shape's colour
+    noise = rng.normal(0, 20, size=(height, width, 3))
     background = np.clip(base + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(background)
     draw = ImageDraw.Draw(image)
@@ -34,7 +35,10 @@ def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
     # inside the central square, so that a centre crop keeps the shape
     cx = width / 2 + rng.uniform(-1, 1) * (side / 2 - radius)
     cy = height / 2 + rng.uniform(-1, 1) * (side / 2 - radius)
-    colour = tuple(int(c) for c in (255 - base + rng.integers(-40, 41, size=3)) % 256)
+    hue = rng.uniform(0.0, 0.15) if label == 1 else rng.uniform(0.45, 0.65)  # dogs warm, cats cool
+    colour = tuple(
+        int(255 * c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
+    )
     if label == 1:
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
     else:

@@ -1,0 +1,159 @@
+"""The backbone registry: keras.applications networks (and a small CNN) with their preprocessing."""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import keras
+
+
+class WeightsError(ValueError):
+    """A pretrained-weights file is missing or does not fit the backbone."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One feature extractor: how to build it and what its inputs must look like."""
+
+    name: str
+    default_image_size: int
+    constructor: str  # attribute of keras.applications; "" for the from-scratch CNN
+    # How [0, 255] pixels become the backbone's inputs: EfficientNetV2 rescales inside itself,
+    # ResNetV2 wants [-1, 1] (keras.applications.resnet_v2.preprocess_input).
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def pretrained(self) -> bool:
+        """True for keras.applications networks (frozen, then fine-tuned)."""
+        return bool(self.constructor)
+
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in [
+        Backbone("efficientnetv2-b0", 224, "EfficientNetV2B0"),
+        Backbone("efficientnetv2-b1", 240, "EfficientNetV2B1"),
+        Backbone("efficientnetv2-b2", 260, "EfficientNetV2B2"),
+        Backbone("efficientnetv2-b3", 300, "EfficientNetV2B3"),
+        Backbone("efficientnetv2-s", 384, "EfficientNetV2S"),
+        Backbone("efficientnetv2-m", 480, "EfficientNetV2M"),
+        Backbone("resnet50v2", 224, "ResNet50V2", scale=1 / 127.5, offset=-1.0),
+        Backbone("resnet101v2", 224, "ResNet101V2", scale=1 / 127.5, offset=-1.0),
+        Backbone("resnet152v2", 224, "ResNet152V2", scale=1 / 127.5, offset=-1.0),
+        Backbone("small-cnn", 128, "", scale=1 / 255.0),
+    ]
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registry entry for `name`, or an error listing the choices."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_feature_extractor(backbone: Backbone, image_size: int, weights: str) -> keras.Model:
+    """The backbone without its top, global-average pooled, with `weights` imagenet | none | a file."""
+    if not backbone.pretrained:
+        return small_cnn(image_size)
+    constructor: Callable[..., keras.Model] = getattr(keras.applications, backbone.constructor)
+    kwargs = {"include_top": False, "input_shape": (image_size, image_size, 3), "pooling": "avg"}
+    if weights == "imagenet":
+        return constructor(weights="imagenet", **kwargs)
+    model = constructor(weights=None, **kwargs)
+    if weights in ("", "none"):
+        return model
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} does not exist. Pass a file saved from {backbone.constructor}"
+            "(include_top=False) (on Kaggle: attach it as a dataset or model), 'imagenet' or 'none'."
+        )
+
+    def mismatch(detail: str) -> WeightsError:
+        return WeightsError(
+            f"weights file {path} does not fit {backbone.name} ({backbone.constructor}, include_top=False): "
+            f"{detail}. Use the file made for this backbone, or 'imagenet'/'none'."
+        )
+
+    try:
+        stored = _array_shapes(path)
+    except OSError as error:
+        raise mismatch(f"not a Keras weights file ({error})") from error
+    expected = Counter(tuple(weight.shape) for weight in model.weights)
+    if stored != expected:  # Keras only warns when layers do not match: check the arrays first
+        missing = sorted((expected - stored).elements())[:3]
+        raise mismatch(
+            f"it holds {stored.total()} arrays where the backbone has {expected.total()}"
+            + (f" (no array of shape {', '.join(map(str, missing))})" if missing else "")
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
+    except (ValueError, KeyError, OSError, TypeError) as error:
+        raise mismatch(str(error).splitlines()[0][:300]) from error
+    return model
+
+
+def _array_shapes(path: Path) -> Counter[tuple[int, ...]]:
+    """The shapes of every array in an HDF5 weights file (.weights.h5 or legacy .h5)."""
+    shapes: Counter[tuple[int, ...]] = Counter()
+    with h5py.File(path, "r") as weights_file:
+
+        def visit(_: str, item: object) -> None:
+            if isinstance(item, h5py.Dataset) and item.ndim > 0:
+                shapes[tuple(item.shape)] += 1
+
+        weights_file.visititems(visit)
+    return shapes
+
+
+def small_cnn(image_size: int) -> keras.Model:
+    """The course's from-scratch baseline: Conv-BN-ReLU-MaxPool blocks, then global pooling."""
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for filters in (32, 64, 128, 256):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)  # settles within a few small epochs
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.MaxPooling2D()(x)
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+_BLOCK = re.compile(r"^(block\d+[a-z]|conv\d+_block\d+)_")
+
+
+def block_of(layer_name: str) -> str:
+    """The block a backbone layer belongs to: 'block6h', 'conv4_block3', 'top', or 'stem'."""
+    match = _BLOCK.match(layer_name)
+    if match:
+        return match.group(1)
+    return "top" if layer_name.startswith(("top_", "post_")) else "stem"
+
+
+def unfreeze_top_blocks(model: keras.Model, amount: float) -> list[str]:
+    """Make the top blocks trainable (a fraction if < 1, else a count); BatchNormalization stays frozen.
+
+    Returns the names of the blocks unfrozen, from the top down.
+    """
+    blocks: list[str] = []
+    for layer in model.layers:
+        if layer.weights and block_of(layer.name) not in blocks:
+            blocks.append(block_of(layer.name))
+    count = math.ceil(amount * len(blocks)) if amount < 1 else int(amount)
+    chosen = set(blocks[len(blocks) - min(count, len(blocks)) :])
+    model.trainable = True
+    for layer in model.layers:
+        trainable = block_of(layer.name) in chosen and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+    return [b for b in reversed(blocks) if b in chosen]
