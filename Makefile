@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 ARGS ?=
 
-.PHONY: help setup demo download index preview test lint clean
+.PHONY: help setup demo download index preview train test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,12 +30,15 @@ index: setup  ## unpack and index COMPETITION files already on disk
 preview: setup  ## a look at a few augmented batches of COMPETITION
 	$(PY) -m pipeline preview --competition $(COMPETITION) $(ARGS)
 
+train: setup  ## train COMPETITION (two-phase transfer learning, holdout split)
+	$(PY) -m pipeline train --competition $(COMPETITION) $(ARGS)
+
 test: setup  ## the whole test suite
 	$(PY) -m pytest $(ARGS)
 
 lint: setup  ## ruff
-	$(VENV)/bin/ruff check pipeline tests
-	$(VENV)/bin/ruff format --check pipeline tests
+	$(VENV)/bin/ruff check pipeline tests benchmarks
+	$(VENV)/bin/ruff format --check pipeline tests benchmarks
 
 clean:  ## remove runs, caches and the virtual environment (keeps data/)
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info

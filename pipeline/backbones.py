@@ -13,8 +13,10 @@ from pathlib import Path
 import h5py
 import keras
 
+from pipeline.config import ConfigError
 
-class WeightsError(ValueError):
+
+class WeightsError(ConfigError):
     """A pretrained-weights file is missing or does not fit the backbone."""
 
 
@@ -56,7 +58,7 @@ BACKBONES: dict[str, Backbone] = {
 def get_backbone(name: str) -> Backbone:
     """The registry entry for `name`, or an error listing the choices."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     return BACKBONES[name]
 
 

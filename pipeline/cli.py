@@ -40,6 +40,20 @@ _FLAGS: dict[str, tuple[str, type | None, str]] = {
     "--randaugment": ("augment.randaugment_magnitude", float, "RandAugment magnitude in [0, 1]; 0 = off"),
     "--mixup": ("augment.mixup_alpha", float, "MixUp alpha; 0 = off"),
     "--cutmix": ("augment.cutmix_alpha", float, "CutMix alpha; 0 = off"),
+    "--backbone": ("model.backbone", str, "efficientnetv2-b0..m, resnet50v2/101v2/152v2, small-cnn"),
+    "--weights": ("model.weights", str, "imagenet | none | path to a weights file"),
+    "--dropout": ("model.dropout", float, "dropout before the output layer"),
+    "--run-name": ("train.run_name", str, "folder name under runs/"),
+    "--epochs-head": ("train.head_epochs", int, "epochs with the backbone frozen"),
+    "--epochs-fine": ("train.fine_epochs", int, "epochs of fine-tuning; 0 = none"),
+    "--lr-head": ("train.head_learning_rate", float, "learning rate of the head phase"),
+    "--lr-fine": ("train.fine_learning_rate", float, "peak learning rate of fine-tuning"),
+    "--unfreeze": ("train.unfreeze", float, "top blocks to unfreeze: fraction (< 1) or count"),
+    "--weight-decay": ("train.weight_decay", float, "AdamW weight decay"),
+    "--label-smoothing": ("train.label_smoothing", float, "label smoothing of the loss"),
+    "--patience": ("train.patience", int, "early-stopping patience in epochs"),
+    "--mixed-precision": ("train.mixed_precision", str, "auto | on | off"),
+    "--jit-compile": ("train.jit_compile", str, "auto | on | off (XLA)"),
 }
 
 
@@ -115,6 +129,16 @@ def _preview(config: Config, batches: int) -> None:
     report = preview_batches(index.train, config, competition, out_dir / "batch.png", batches)
     print(f"Training pipeline: {report}")
     print(f"First augmented batch saved as {out_dir / 'batch.png'}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train the two-phase transfer-learning recipe on a stratified holdout split."""
+    from pipeline.prepare import prepare_index
+    from pipeline.train import train_holdout
+
+    config = _config(args)
+    competition = get_competition(config.competition)
+    train_holdout(config, competition, prepare_index(config, competition))
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
@@ -203,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="index again from scratch"
     )
     command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
+    command("train", cmd_train)
     command("demo", cmd_demo)
     demo_data = command("demo-data", cmd_demo_data, config=False)
     demo_data.add_argument("--out", required=True, help="folder to write <slug>.zip and solution.csv into")

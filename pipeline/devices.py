@@ -18,7 +18,7 @@ class DeviceSetup:
     kind: str  # tpu | gpu | cpu
     replicas: int
     precision: str  # float32 | mixed_float16 | mixed_bfloat16
-    jit_compile: bool | str
+    jit_compile: bool
 
     def __str__(self) -> str:
         return f"{self.kind} x{self.replicas}, {self.precision}, jit_compile={self.jit_compile}"
@@ -53,5 +53,6 @@ def setup_devices(config: TrainConfig) -> DeviceSetup:
         kind = "gpu" if gpus else "cpu"
     precision = choose_precision(kind, config.mixed_precision)
     keras.mixed_precision.set_global_policy(precision)
-    jit: bool | str = {"on": True, "off": False}.get(config.jit_compile, "auto")
+    # XLA pays off on accelerators; on a CPU its compile time outweighs the gain for short runs.
+    jit = {"on": True, "off": False}.get(config.jit_compile, kind != "cpu")
     return DeviceSetup(strategy, kind, strategy.num_replicas_in_sync, precision, jit)

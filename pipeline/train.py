@@ -73,7 +73,7 @@ def _compile(
     config: Config,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     num_classes: int,
-    jit_compile: bool | str,
+    jit_compile: bool,
 ) -> None:
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.train.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])

@@ -51,6 +51,15 @@ def tiny_config(data_root: Path, competition: str = "dogs-vs-cats-demo", **overr
     return load_config(overrides=values, environ={})
 
 
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory: pytest.TempPathFactory, demo_archive_dir: Path, demo: Competition):
+    """The indexed small demo competition (unpacked once per session)."""
+    from pipeline.prepare import prepare_index
+
+    root = tmp_path_factory.mktemp("data")
+    return prepare_index(tiny_config(root, paths__input_root=str(demo_archive_dir.parent)), demo)
+
+
 @pytest.fixture
 def kaggle_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An environment with no Kaggle credentials anywhere (tests add what they need)."""

@@ -11,15 +11,12 @@ import pytest
 from pipeline.config import Config
 from pipeline.dataset import make_dataset
 from pipeline.index import ImageIndex
-from pipeline.prepare import prepare_index
 from tests.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, demo_archive_dir: Path, demo) -> ImageIndex:
-    root = tmp_path_factory.mktemp("data")
-    config = tiny_config(root, paths__input_root=str(demo_archive_dir.parent))
-    return prepare_index(config, demo)
+def index(demo_index: ImageIndex) -> ImageIndex:
+    return demo_index
 
 
 def with_values(config: Config, **values: object) -> Config:
