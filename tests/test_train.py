@@ -31,7 +31,11 @@ class Snapshots(keras.callbacks.Callback):
 
     def _take(self) -> dict[tuple[str, int], np.ndarray]:
         backbone = self.model.get_layer("backbone")
-        return {(l.name, i): w.numpy().copy() for l in backbone.layers for i, w in enumerate(l.weights)}
+        return {
+            (layer.name, i): w.numpy().copy()
+            for layer in backbone.layers
+            for i, w in enumerate(layer.weights)
+        }
 
     def on_train_begin(self, logs=None) -> None:
         self.begin.append(self._take())
@@ -87,7 +91,7 @@ def test_holdout_split_is_stratified_and_saved(tmp_path: Path, demo_index: Image
     train, validation = holdout_split(config, demo_index)
     assert len(validation) == len(demo_index.train) // 5 and set(train.index).isdisjoint(validation.index)
     assert validation["label"].mean() == pytest.approx(0.5, abs=0.05)
-    again_train, again_validation = holdout_split(config, demo_index)
+    _, again_validation = holdout_split(config, demo_index)
     assert again_validation.index.equals(validation.index)
     assert list(config.competition_dir().glob("folds-5-seed42.csv"))
 
@@ -125,11 +129,11 @@ def test_phase_one_freezes_the_backbone_and_phase_two_changes_only_the_unfrozen_
     }
     backbone = build_feature_extractor(get_backbone("efficientnetv2-b0"), 32, "none")
     expected = {
-        l.name
-        for l in backbone.layers
-        if l.trainable_weights
-        and l.name.startswith(("top_", "block6h_"))
-        and not isinstance(l, keras.layers.BatchNormalization)
+        layer.name
+        for layer in backbone.layers
+        if layer.trainable_weights
+        and layer.name.startswith(("top_", "block6h_"))
+        and not isinstance(layer, keras.layers.BatchNormalization)
     }
     assert expected and changed == expected
 
