@@ -120,11 +120,16 @@ def _array_shapes(path: Path) -> Counter[tuple[int, ...]]:
 
 
 def small_cnn(image_size: int) -> keras.Model:
-    """The course's from-scratch baseline: Conv-BN-ReLU-MaxPool blocks, then global pooling."""
+    """The course's from-scratch baseline: Conv-BN-ReLU-MaxPool blocks, then global pooling.
+
+    The first convolution has stride 2 (as AlexNet's stem strides), which makes the network four
+    times cheaper, so that it trains on a laptop CPU.
+    """
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs
-    for filters in (32, 64, 128, 256):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    for block, filters in enumerate((32, 64, 128, 256)):
+        strides = 2 if block == 0 else 1
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization(momentum=0.9)(x)  # settles within a few small epochs
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D()(x)

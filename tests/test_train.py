@@ -17,7 +17,12 @@ from pipeline.model import build_classifier
 from pipeline.train import holdout_split, train_holdout
 from tests.conftest import tiny_config
 
-SMALL_CNN = {"model__backbone": "small-cnn", "data__batch_size": 16, "train__head_learning_rate": 3e-3}
+SMALL_CNN = {
+    "model__backbone": "small-cnn",
+    "data__image_size": 48,
+    "data__batch_size": 16,
+    "train__head_learning_rate": 3e-3,
+}
 
 
 class Snapshots(keras.callbacks.Callback):
