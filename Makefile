@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 ARGS ?=
 
-.PHONY: help setup demo download index preview train test lint clean
+.PHONY: help setup demo download index preview train predict submit leaderboard test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,17 @@ index: setup  ## unpack and index COMPETITION files already on disk
 preview: setup  ## a look at a few augmented batches of COMPETITION
 	$(PY) -m pipeline preview --competition $(COMPETITION) $(ARGS)
 
-train: setup  ## train COMPETITION (two-phase transfer learning, holdout split)
+train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learning (ARGS=--holdout: one split)
 	$(PY) -m pipeline train --competition $(COMPETITION) $(ARGS)
+
+predict: setup  ## predict the test set with every fold model and TTA; write the submission CSV
+	$(PY) -m pipeline predict --competition $(COMPETITION) $(ARGS)
+
+submit: setup  ## validate and upload the newest submission CSV through the Kaggle API
+	$(PY) -m pipeline submit --competition $(COMPETITION) $(ARGS)
+
+leaderboard: setup  ## every submission with its CV and leaderboard scores
+	$(PY) -m pipeline leaderboard --competition $(COMPETITION) $(ARGS)
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest $(ARGS)

@@ -30,6 +30,7 @@ _FLAGS: dict[str, tuple[str, type | None, str]] = {
         "read-only folder of competition files (Kaggle: /kaggle/input)",
     ),
     "--runs-root": ("paths.runs_root", str, "folder of run outputs"),
+    "--submissions-root": ("paths.submissions_root", str, "folder of submission files and the ledger"),
     "--image-size": ("data.image_size", int, "square side of model inputs in pixels"),
     "--resize-mode": ("data.resize_mode", str, "crop | pad | stretch"),
     "--batch-size": ("data.batch_size", int, "images per batch"),
@@ -44,6 +45,8 @@ _FLAGS: dict[str, tuple[str, type | None, str]] = {
     "--weights": ("model.weights", str, "imagenet | none | path to a weights file"),
     "--dropout": ("model.dropout", float, "dropout before the output layer"),
     "--run-name": ("train.run_name", str, "folder name under runs/"),
+    "--folds": ("train.folds", int, "number of stratified folds"),
+    "--tta": ("predict.tta", str, "TTA views: original,hflip,zoom,zoom-hflip"),
     "--epochs-head": ("train.head_epochs", int, "epochs with the backbone frozen"),
     "--epochs-fine": ("train.fine_epochs", int, "epochs of fine-tuning; 0 = none"),
     "--lr-head": ("train.head_learning_rate", float, "learning rate of the head phase"),
@@ -124,7 +127,7 @@ def _preview(config: Config, batches: int) -> None:
 
     competition = get_competition(config.competition)
     index = prepare_index(config, competition)
-    out_dir = Path(config.paths.runs_root) / "preview" / config.competition
+    out_dir = Path(config.paths.runs_root) / config.competition / "preview"
     config.save(out_dir / "config.json")
     report = preview_batches(index.train, config, competition, out_dir / "batch.png", batches)
     print(f"Training pipeline: {report}")
@@ -132,13 +135,66 @@ def _preview(config: Config, batches: int) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train the two-phase transfer-learning recipe on a stratified holdout split."""
+    """Train the two-phase recipe on every stratified fold (or on one holdout split with --holdout)."""
+    _train(_config(args), holdout=args.holdout)
+
+
+def _train(config: Config, holdout: bool) -> None:
+    from pipeline.kfold import train_kfold
     from pipeline.prepare import prepare_index
     from pipeline.train import train_holdout
 
-    config = _config(args)
     competition = get_competition(config.competition)
-    train_holdout(config, competition, prepare_index(config, competition))
+    index = prepare_index(config, competition)
+    if holdout:
+        train_holdout(config, competition, index)
+    else:
+        train_kfold(config, competition, index)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Predict the test set with every fold model and TTA; write the validated submission CSV."""
+    _predict(_config(args))
+
+
+def _predict(config: Config) -> Path:
+    from pipeline.predict import predict_ensemble
+    from pipeline.prepare import prepare_index, sample_submission
+    from pipeline.submit import write_ensemble_submission
+
+    competition = get_competition(config.competition)
+    index = prepare_index(config, competition)
+    ensemble = predict_ensemble(config, competition, index)
+    sample = sample_submission(config, competition)
+    return write_ensemble_submission(config, competition, ensemble.test, sample, index.train["label"])
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    """Validate the newest submission CSV of the run (or --file) and upload it through the Kaggle API."""
+    config = _config(args)
+    _submit(config, Path(args.file) if args.file else None)
+
+
+def _submit(config: Config, path: Path | None) -> None:
+    from pipeline.kaggle_api import KaggleGateway
+    from pipeline.prepare import sample_submission
+    from pipeline.submit import latest_submission, submit_file
+
+    competition = get_competition(config.competition)
+    chosen = path or latest_submission(config, competition)
+    submit_file(config, competition, chosen, sample_submission(config, competition), KaggleGateway())
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    """Show every submission with its CV and leaderboard scores; update the ledger and its plot."""
+    _leaderboard(_config(args))
+
+
+def _leaderboard(config: Config) -> None:
+    from pipeline.kaggle_api import KaggleGateway
+    from pipeline.submit import show_leaderboard
+
+    show_leaderboard(config, get_competition(config.competition), KaggleGateway())
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
@@ -188,12 +244,23 @@ def _sandbox_environment(url: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+DEMO_SETTINGS = {
+    "competition": DEMO_COMPETITION,
+    "data.image_size": 64,
+    "model.backbone": "small-cnn",
+    "train.folds": 2,
+    "train.head_epochs": 8,
+    "train.head_learning_rate": 3e-3,
+    "train.patience": 4,
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    """The whole flow, offline, on the generated demo competition served by the sandbox."""
+    """The whole flow offline on the generated demo competition: download, train, predict, submit, leaderboard."""
     from pipeline.demo_data import generate_competition
     from pipeline.sandbox import SandboxServer, SandboxState, find_archives
 
-    config = _config(args, {"competition": DEMO_COMPETITION, "data.image_size": 96})
+    config = _config(args, DEMO_SETTINGS)
     competition = get_competition(config.competition)
     served = Path(config.paths.data_root) / "_sandbox" / competition.slug
     if not (served / competition.archive).is_file():
@@ -202,7 +269,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     with SandboxServer(SandboxState(find_archives([served]))) as server, _sandbox_environment(server.url):
         print(f"Sandbox Kaggle API on {server.url}")
         _download_and_index(config, force=False)
-    _preview(config, batches=3)
+        _preview(config, batches=2)
+        _train(config, holdout=False)
+        submission = _predict(config)
+        _submit(config, submission)
+        _leaderboard(config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="index again from scratch"
     )
     command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
-    command("train", cmd_train)
+    command("train", cmd_train).add_argument("--holdout", action="store_true", help="one holdout split only")
+    command("predict", cmd_predict)
+    command("submit", cmd_submit).add_argument(
+        "--file", help="submission CSV to upload (default: the newest)"
+    )
+    command("leaderboard", cmd_leaderboard)
     command("demo", cmd_demo)
     demo_data = command("demo-data", cmd_demo_data, config=False)
     demo_data.add_argument("--out", required=True, help="folder to write <slug>.zip and solution.csv into")
@@ -248,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
     from pipeline.kaggle_api import KaggleError
+    from pipeline.submission import SubmissionError
     from pipeline.unpack import MissingDataError, UnsafeArchiveError
 
     expected = (
@@ -258,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         UnsafeArchiveError,
         zipfile.BadZipFile,
         FileNotFoundError,
+        SubmissionError,
     )
     try:
         args.handler(args)

@@ -77,6 +77,7 @@ class TrainConfig:
     """Two-phase transfer learning: head on a frozen backbone, then fine-tuning of the top blocks."""
 
     run_name: str = ""  # "" = <competition>-<backbone>-<image size>
+    folds: int = 5  # stratified k-fold; `train --holdout` trains fold 0 of 1/validation_fraction folds only
     validation_fraction: float = 0.2
     head_epochs: int = 3
     head_learning_rate: float = 1e-3
@@ -93,6 +94,14 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """How fold models become one prediction per test image."""
+
+    tta: str = "original,hflip"  # views, comma-separated: original, hflip, zoom, zoom-hflip
+    average: str = "auto"  # auto (the better on out-of-fold predictions) | probability | logit
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run depends on."""
 
@@ -102,6 +111,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain nested dictionaries."""
@@ -193,6 +203,7 @@ def validate(config: Config) -> Config:
         "augment.where": (config.augment.where, {"pipeline", "model"}),
         "train.mixed_precision": (config.train.mixed_precision, {"auto", "on", "off"}),
         "train.jit_compile": (config.train.jit_compile, {"auto", "on", "off"}),
+        "predict.average": (config.predict.average, {"auto", "probability", "logit"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -207,6 +218,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("augment.randaugment_magnitude must be in [0, 1]")
     if not 0.0 < config.train.validation_fraction < 0.5:
         raise ConfigError("train.validation_fraction must be in (0, 0.5)")
+    if config.train.folds < 2:
+        raise ConfigError("train.folds must be >= 2 (use `train --holdout` for a single split)")
     if config.train.head_epochs < 1 or config.train.fine_epochs < 0:
         raise ConfigError("train.head_epochs must be >= 1 and train.fine_epochs >= 0")
     return config

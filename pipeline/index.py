@@ -95,6 +95,15 @@ def _index_folder(
             )
         else:
             named.append((path, parsed))
+    seen: set[str] = set()
+    unique: list[tuple[Path, tuple[str, int | None]]] = []
+    for path, parsed in named:  # e.g. dog.1.jpg beside dog.1.png: the id would be ambiguous
+        if parsed[0] in seen:
+            rejects.append({"path": str(path), "split": split, "reason": f"duplicate id {parsed[0]}"})
+        else:
+            seen.add(parsed[0])
+            unique.append((path, parsed))
+    named = unique
     rows = []
     checks = _check_all([p for p, _ in named], workers, f"check {split} images")
     for (path, parsed), check in zip(named, checks, strict=True):

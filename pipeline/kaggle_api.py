@@ -44,6 +44,10 @@ class KaggleNetworkError(KaggleError):
     """Kaggle could not be reached, or kept failing, after every retry."""
 
 
+class SubmissionUploadError(KaggleError):
+    """The submission file did not reach Kaggle (the client returns a message instead of raising)."""
+
+
 def _config_dir(environ: dict[str, str]) -> Path:
     if environ.get("KAGGLE_CONFIG_DIR"):
         return Path(environ["KAGGLE_CONFIG_DIR"])
@@ -179,3 +183,59 @@ class KaggleGateway:
             ),
         )
         return folder / f"{competition}.zip"
+
+    def submit(self, competition: str, path: Path, message: str) -> int:
+        """Upload a submission file (StartSubmissionUpload, PUT, CreateSubmission); return its reference."""
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        response = self._call(
+            f"submit to {competition}",
+            competition,
+            lambda api: api.competition_submit(str(path), message, competition, quiet=True),
+        )
+        text = getattr(response, "message", "") or ""
+        ref = getattr(response, "ref", 0) or 0
+        if text == KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE or not ref:
+            raise SubmissionUploadError(
+                f"Kaggle did not accept {path.name} ({text or 'no submission reference returned'}); "
+                "the file is kept: run `make submit` again later."
+            )
+        return int(ref)
+
+    def submissions(self, competition: str) -> list[dict[str, Any]]:
+        """Every submission of the signed-in user to `competition`, newest first, as plain dicts."""
+        found = self._call(
+            f"list submissions of {competition}",
+            competition,
+            lambda api: api.competition_submissions(competition),
+        )
+        return [
+            {
+                "ref": s.ref,
+                "date": s.date,
+                "file": s.file_name,
+                "description": s.description,
+                "status": getattr(s.status, "name", str(s.status)).lower(),
+                "public_score": _number(s.public_score),
+                "private_score": _number(s.private_score),
+                "error": s.error_description,
+                "team": s.team_name,
+            }
+            for s in (found or [])
+        ]
+
+    def leaderboard(self, competition: str) -> list[dict[str, Any]]:
+        """The first page of the public leaderboard: team name and score, best first."""
+        rows = self._call(
+            f"read the leaderboard of {competition}",
+            competition,
+            lambda api: api.competition_leaderboard_view(competition, page_size=200),
+        )
+        return [{"team": r.team_name, "score": _number(r.score)} for r in (rows or [])]
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.index import ImageIndex, build_index, load_index, save_index
@@ -25,6 +27,12 @@ def prepare_index(config: Config, competition: Competition, rebuild: bool = Fals
     save_index(index, target)
     config.save(target / "config.json")
     return index
+
+
+def sample_submission(config: Config, competition: Competition) -> pd.DataFrame:
+    """The competition's sample submission (unpacking it first if needed)."""
+    files = unpack_competition(competition, config.input_dir(), config.competition_dir())
+    return pd.read_csv(files.sample_submission)
 
 
 def describe_index(index: ImageIndex, competition: Competition, where: Path) -> str:

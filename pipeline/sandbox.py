@@ -9,15 +9,25 @@ Point the pipeline at it with PIPELINE_KAGGLE_ENDPOINT=http://127.0.0.1:<port>.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import email.utils
+import io
 import json
 import re
+import secrets
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, log_loss
+
+from pipeline.competitions import UnknownCompetitionError, get_competition
 
 SANDBOX_USERNAME = "sandbox"
 SANDBOX_KEY = "sandbox-key"  # not a secret: the sandbox accepts only this pair
@@ -34,8 +44,49 @@ class SandboxState:
     key: str = SANDBOX_KEY
     rules_not_accepted: set[str] = field(default_factory=set)
     fail_next: list[int] = field(default_factory=list)  # statuses for the next RPCs, one each
+    fail_uploads: bool = False  # answer submission uploads with 500
+    team: str = "sandbox-team"
     calls: list[str] = field(default_factory=list)
+    uploads: dict[str, dict] = field(default_factory=dict)  # token -> {"name", "data"}
+    submissions: list[dict] = field(default_factory=list)  # newest last
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _metric(slug: str) -> str:
+    try:
+        return get_competition(slug).metric
+    except UnknownCompetitionError:
+        return "log_loss"
+
+
+def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple[float, float]:
+    """(public, private) score of a submission CSV against the hidden solution, as Kaggle splits it.
+
+    The public part is a fixed half of the test ids; raises ValueError with Kaggle-like reasons.
+    """
+    if not solution_path.is_file():
+        raise ValueError("this competition has no solution.csv in the sandbox, so it cannot be scored")
+    solution = pd.read_csv(solution_path)
+    id_col, label_col = solution.columns[:2]
+    try:
+        table = pd.read_csv(io.BytesIO(submission))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"could not parse the submission: {error}") from error
+    if list(table.columns) != list(solution.columns[:2]):
+        raise ValueError(f"expected columns {list(solution.columns[:2])}, got {list(table.columns)}")
+    merged = solution.merge(table, on=id_col, how="left", suffixes=("", "_submitted"))
+    predicted = pd.to_numeric(merged[f"{label_col}_submitted"], errors="coerce")
+    if predicted.isna().any() or len(table) != len(solution):
+        raise ValueError("the submission must have exactly one numeric row per test id")
+    public = np.random.default_rng(0).permutation(len(solution)) < len(solution) // 2
+    scores = []
+    for part in (public, ~public):
+        truth, guess = merged[label_col][part].to_numpy(), predicted[part].to_numpy()
+        if _metric(slug) == "accuracy":
+            scores.append(float(accuracy_score(truth, guess.round().astype(int))))
+        else:
+            scores.append(float(log_loss(truth, np.clip(guess, 1e-15, 1 - 1e-15), labels=[0, 1])))
+    return scores[0], scores[1]
 
 
 def find_archives(folders: Iterable[Path]) -> dict[str, Path]:
@@ -114,6 +165,96 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Location", f"http://{self.headers.get('Host')}/files/{slug}.zip")
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def rpc_StartSubmissionUpload(self, request: dict) -> None:
+        if self._competition(request) is None:
+            return
+        token = secrets.token_hex(8)
+        with self.state.lock:
+            self.state.uploads[token] = {"name": request.get("fileName", "submission.csv"), "data": None}
+        host = self.headers.get("Host")
+        self._json(200, {"token": token, "createUrl": f"http://{host}/upload/{token}"})
+
+    def do_PUT(self) -> None:
+        match = re.match(r"^/upload/(?P<token>\w+)$", self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if match is None or match.group("token") not in self.state.uploads:
+            return self._error(404, "no such upload")
+        if self.state.fail_uploads:
+            return self._error(500, "upload storage unavailable")
+        with self.state.lock:
+            self.state.uploads[match.group("token")]["data"] = body
+        return self._json(200, {})
+
+    def rpc_CreateSubmission(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        upload = self.state.uploads.pop(request.get("blobFileTokens", ""), None)
+        if upload is None or upload["data"] is None:
+            return self._error(400, "unknown blobFileTokens: upload the file first")
+        data = upload["data"]
+        entry = {
+            "ref": int(time.time()) * 100 + len(self.state.submissions) % 100,  # unique across restarts
+            "totalBytes": len(data),
+            "date": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
+            "description": request.get("submissionDescription", ""),
+            "fileName": upload["name"],
+            "teamName": self.state.team,
+            "submittedBy": self.state.username,
+            "competition": slug,
+        }
+        try:
+            public, private = score_submission(
+                slug, data, self.state.archives[slug].with_name("solution.csv")
+            )
+            entry.update(status="COMPLETE", publicScore=f"{public:.5f}", privateScore=f"{private:.5f}")
+        except ValueError as error:
+            entry.update(status="ERROR", errorDescription=str(error), publicScore="", privateScore="")
+        with self.state.lock:
+            self.state.submissions.append(entry)
+        self._json(200, {"message": f"Successfully submitted to {slug}", "ref": entry["ref"]})
+
+    def rpc_ListSubmissions(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        mine = [
+            {k: v for k, v in s.items() if k != "competition"}
+            for s in reversed(self.state.submissions)
+            if s["competition"] == slug
+        ]
+        self._json(200, {"submissions": mine})
+
+    def rpc_GetLeaderboard(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        higher_is_better = _metric(slug) == "accuracy"
+        scored = [s for s in self.state.submissions if s["competition"] == slug and s["status"] == "COMPLETE"]
+        rows = []
+        if scored:
+            best = (max if higher_is_better else min)(scored, key=lambda s: float(s["publicScore"]))
+            rows.append(
+                {
+                    "teamId": 1,
+                    "teamName": self.state.team,
+                    "submissionDate": best["date"],
+                    "score": best["publicScore"],
+                }
+            )
+        baseline = "0.50000" if higher_is_better else f"{np.log(2):.5f}"  # a constant guess
+        rows.append(
+            {
+                "teamId": 2,
+                "teamName": "constant 0.5 baseline",
+                "submissionDate": "2013-09-25T00:00:00.000Z",
+                "score": baseline,
+            }
+        )
+        rows.sort(key=lambda r: float(r["score"]), reverse=higher_is_better)
+        self._json(200, {"submissions": rows})
 
     def do_GET(self) -> None:
         match = re.match(r"^/files/(?P<slug>[\w.-]+)\.zip$", self.path.split("?")[0])

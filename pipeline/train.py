@@ -45,8 +45,13 @@ class RunResult:
 
 
 def default_run_name(config: Config) -> str:
-    """<competition>-<backbone>-<size>px unless the configuration names the run."""
-    return config.train.run_name or f"{config.competition}-{config.model.backbone}-{config.data.image_size}px"
+    """<backbone>-<size>px unless the configuration names the run."""
+    return config.train.run_name or f"{config.model.backbone}-{config.data.image_size}px"
+
+
+def runs_dir(config: Config) -> Path:
+    """runs/<competition>/: every run of the configured competition."""
+    return Path(config.paths.runs_root) / config.competition
 
 
 def holdout_split(config: Config, index: ImageIndex) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,9 +67,9 @@ def train_holdout(
     index: ImageIndex,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunResult:
-    """Train one run on the stratified holdout split into runs/<run name>/."""
+    """Train one run on the stratified holdout split into runs/<competition>/<run name>-holdout/."""
     train, validation = holdout_split(config, index)
-    run_dir = Path(config.paths.runs_root) / default_run_name(config)
+    run_dir = runs_dir(config) / f"{default_run_name(config)}-holdout"
     return train_run(config, competition, train, validation, run_dir, callbacks)
 
 

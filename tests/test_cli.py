@@ -42,21 +42,19 @@ def test_unknown_competition_lists_the_known_ones(tmp_path: Path, capsys) -> Non
 
 
 def test_demo_runs_offline_end_to_end(kaggle_env: Path, tmp_path: Path, capsys) -> None:
-    args = [
-        "demo",
-        "--data-root",
-        str(tmp_path / "data"),
-        "--runs-root",
-        str(tmp_path / "runs"),
-        "--image-size",
-        "32",
-    ]
+    roots = ["--data-root", str(tmp_path / "data"), "--runs-root", str(tmp_path / "runs")]
+    args = ["demo", *roots, "--submissions-root", str(tmp_path / "submissions")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "train      cat: 300" in out and "train      dog: 300" in out and "rejected: 3 file(s)" in out
     rejects = pd.read_csv(tmp_path / "data" / "dogs-vs-cats-demo" / "index" / "rejects.csv")
     assert len(rejects) == 3 and rejects["reason"].str.len().gt(0).all()
-    assert (tmp_path / "runs" / "preview" / "dogs-vs-cats-demo" / "batch.png").stat().st_size > 0
-    assert (tmp_path / "runs" / "preview" / "dogs-vs-cats-demo" / "config.json").is_file()
-    assert main(args) == 0  # a second run reuses everything
-    assert "already complete; skipping the download" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "dogs-vs-cats-demo" / "preview" / "batch.png").stat().st_size > 0
+    assert (tmp_path / "runs" / "dogs-vs-cats-demo" / "preview" / "config.json").is_file()
+    ledger = pd.read_csv(tmp_path / "submissions" / "ledger.csv")
+    assert ledger["status"].tolist() == ["complete"]
+    assert ledger["public_score"].iloc[0] < 0.3  # the sandbox scored it against the hidden solution
+    assert "Public leaderboard: rank 1 of 2" in out
+    assert main(args) == 0  # a second run reuses the download and the trained folds
+    again = capsys.readouterr().out
+    assert "already complete; skipping the download" in again and "not training again" in again

@@ -33,6 +33,7 @@ def test_both_kaggle_layouts_unpack_and_index(tmp_path: Path, slug: str, test_di
     index = build_index(competition, files, tmp_path / "data", workers=2)
     assert index.class_counts(competition.classes) == {"cat": 6, "dog": 6}
     assert sorted(index.test["id"].astype(int)) == [1, 2, 3, 4, 5]
+    assert index.train["id"].is_unique and "cat.0" in set(index.train["id"])  # cat.N and dog.N both exist
     assert set(index.train.loc[index.train["path"].str.contains("/dog."), "label"]) == {1}
     assert sorted(index.rejects["reason"]) == sorted(
         ["empty file", "not an image (unknown format)", index.rejects["reason"].iloc[-1]]
@@ -133,7 +134,7 @@ def test_formats_tensorflow_cannot_read_are_converted(tmp_path: Path, demo) -> N
     from pipeline.unpack import CompetitionFiles
 
     index = build_index(demo, CompetitionFiles(train, test, tmp_path / "s.csv"), tmp_path, workers=1)
-    webp = index.train.loc[index.train["id"] == "1", "path"].item()
+    webp = index.train.loc[index.train["id"] == "dog.1", "path"].item()
     assert webp.endswith(".png") and Path(webp).is_file()
     assert decode_image(webp).numpy()[0, 0].tolist() == [10, 200, 10]
 
