@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 ARGS ?=
 
-.PHONY: help setup demo download index preview train predict submit leaderboard test lint clean
+.PHONY: help setup demo download index preview train predict submit leaderboard bench bench-quick test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ submit: setup  ## validate and upload the newest submission CSV through the Kagg
 
 leaderboard: setup  ## every submission with its CV and leaderboard scores
 	$(PY) -m pipeline leaderboard --competition $(COMPETITION) $(ARGS)
+
+bench: setup  ## benchmarks on the real photos of ../shared/datasets, side by side with baselines
+	$(PY) -m benchmarks.bench
+
+bench-quick: setup  ## a smoke run of the benchmarks (under 3 minutes)
+	$(PY) -m benchmarks.bench --quick
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest $(ARGS)
