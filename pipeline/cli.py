@@ -20,6 +20,18 @@ from pipeline.config import Config, ConfigError, load_config
 
 DEMO_COMPETITION = "dogs-vs-cats-demo"
 
+
+def duration(text: str) -> float:
+    """Seconds from '3h', '90m', '45s' or a plain number of seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 3h, 90m or 600") from error
+
+
 # flag -> dotted configuration key; every flag defaults to None (= keep the config's value)
 _FLAGS: dict[str, tuple[str, type | None, str]] = {
     "--competition": ("competition", str, "competition slug"),
@@ -47,6 +59,12 @@ _FLAGS: dict[str, tuple[str, type | None, str]] = {
     "--run-name": ("train.run_name", str, "folder name under runs/"),
     "--folds": ("train.folds", int, "number of stratified folds"),
     "--tta": ("predict.tta", str, "TTA views: original,hflip,zoom,zoom-hflip"),
+    "--study": ("tune.study", str, "Optuna study name (continued if it exists)"),
+    "--storage": ("tune.storage", str, "Optuna storage URL (default: a journal file under runs/)"),
+    "--trials": ("tune.trials", int, "trials per worker"),
+    "--timeout": ("tune.timeout", duration, "time limit per worker: 3h, 90m, 600"),
+    "--workers": ("tune.workers", int, "parallel worker processes on this machine"),
+    "--pruner": ("tune.pruner", str, "median | hyperband | none"),
     "--epochs-head": ("train.head_epochs", int, "epochs with the backbone frozen"),
     "--epochs-fine": ("train.fine_epochs", int, "epochs of fine-tuning; 0 = none"),
     "--lr-head": ("train.head_learning_rate", float, "learning rate of the head phase"),
@@ -61,7 +79,8 @@ _FLAGS: dict[str, tuple[str, type | None, str]] = {
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML file of settings (sections [paths], [data], [augment])")
+    parser.add_argument("--config", help="TOML file of settings (sections [paths], [data], [augment], ...)")
+    parser.add_argument("--params", help="tuned parameters: 'best' (of the study) or a JSON file")
     for flag, (key, kind, text) in _FLAGS.items():
         if kind is None:
             parser.add_argument(flag, action="store_const", const=True, default=None, help=text)
@@ -75,6 +94,14 @@ def _config(args: argparse.Namespace, defaults: dict[str, Any] | None = None) ->
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             overrides[key] = value
+    if getattr(args, "params", None):
+        from pipeline.tune import load_params, study_dir
+
+        base = load_config(args.config, overrides)
+        path = study_dir(base) / "best_params.json" if args.params == "best" else Path(args.params)
+        tuned = load_params(path)
+        print(f"Tuned parameters from {path}: {tuned}")
+        overrides = {**tuned, **overrides}  # flags given explicitly still win
     config = load_config(args.config, overrides)
     get_competition(config.competition)  # fail early on an unknown slug
     print("Configuration:\n" + config.to_json())
@@ -197,6 +224,36 @@ def _leaderboard(config: Config) -> None:
     show_leaderboard(config, get_competition(config.competition), KaggleGateway())
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    """Search the recipe with Optuna; stop and start again at will, or run several workers."""
+    import subprocess
+
+    from pipeline.prepare import prepare_index
+    from pipeline.tune import load_study, run_worker, summarize
+
+    config = _config(args)
+    competition = get_competition(config.competition)
+    index = prepare_index(config, competition)
+    load_study(config)  # create it once, before workers race to
+    if args.worker_index is not None or config.tune.workers == 1:
+        study = run_worker(config, competition, index, worker=args.worker_index or 0)
+        if args.worker_index is None:
+            summarize(config, study)
+        return
+    argv = [*args.argv, "--workers", "1"]
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "pipeline", *argv, "--worker-index", str(i)])
+        for i in range(config.tune.workers)
+    ]
+    failed = [i for i, worker in enumerate(workers) if worker.wait() != 0]
+    if failed:
+        print(
+            f"warning: worker(s) {failed} ended with an error; their finished trials are kept.",
+            file=sys.stderr,
+        )
+    summarize(config, load_study(config))
+
+
 def cmd_demo_data(args: argparse.Namespace) -> None:
     """Generate the demo competition's archive and hidden solution."""
     from pipeline.demo_data import generate_competition
@@ -300,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
     command("train", cmd_train).add_argument("--holdout", action="store_true", help="one holdout split only")
     command("predict", cmd_predict)
+    command("tune", cmd_tune).add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     command("submit", cmd_submit).add_argument(
         "--file", help="submission CSV to upload (default: the newest)"
     )
@@ -322,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; known failures end with a one-paragraph error and exit status 2."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
     from pipeline.kaggle_api import KaggleError
     from pipeline.submission import SubmissionError

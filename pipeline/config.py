@@ -102,6 +102,32 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """Optuna search of the recipe. Each space entry is `choice:a,b`, `int:lo:hi`, `float:lo:hi`,
+    `log:lo:hi` (log-uniform), or "" to keep the configured value."""
+
+    study: str = "recipe"
+    storage: str = ""  # "" = journal file runs/<competition>/tune/<study>.journal; or an RDB URL
+    trials: int = 20  # per worker and per invocation
+    timeout: float = 0.0  # seconds per worker; 0 = no limit
+    workers: int = 1
+    pruner: str = "median"  # median | hyperband | none
+    backbone: str = "choice:efficientnetv2-b0,resnet50v2"
+    image_size: str = "choice:160,192,224"
+    batch_size: str = "choice:16,32"
+    head_learning_rate: str = "log:1e-4:3e-3"
+    fine_learning_rate: str = "log:1e-5:3e-4"
+    unfreeze: str = "float:0.1:0.6"
+    dropout: str = "float:0.0:0.5"
+    weight_decay: str = "log:1e-6:1e-3"
+    label_smoothing: str = "float:0.0:0.15"
+    randaugment_magnitude: str = "float:0.0:0.6"
+    mixup_alpha: str = "float:0.0:0.4"
+    head_epochs: str = "int:1:4"
+    fine_epochs: str = "int:0:6"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run depends on."""
 
@@ -112,6 +138,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain nested dictionaries."""
@@ -204,6 +231,7 @@ def validate(config: Config) -> Config:
         "train.mixed_precision": (config.train.mixed_precision, {"auto", "on", "off"}),
         "train.jit_compile": (config.train.jit_compile, {"auto", "on", "off"}),
         "predict.average": (config.predict.average, {"auto", "probability", "logit"}),
+        "tune.pruner": (config.tune.pruner, {"median", "hyperband", "none"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

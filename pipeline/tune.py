@@ -1,0 +1,213 @@
+"""Optuna search of the transfer-learning recipe: resumable, prunable, shareable between workers.
+
+Every trial trains on the same saved stratified split (fold 0, as `train --holdout`) and is
+scored by validation log loss; accuracy and MCC are stored as trial attributes. Storage is a
+journal file under runs/ by default, or any RDB URL (PostgreSQL, MySQL) shared by workers on
+several machines. A study name continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna_integration import KerasPruningCallback
+
+from pipeline.competitions import Competition
+from pipeline.config import Config, ConfigError, TuneConfig, _apply
+from pipeline.index import ImageIndex
+from pipeline.train import holdout_split, runs_dir, train_run
+
+# search-space entry of [tune] -> the setting it tunes
+TUNED_SETTINGS = {
+    "backbone": "model.backbone",
+    "image_size": "data.image_size",
+    "batch_size": "data.batch_size",
+    "head_learning_rate": "train.head_learning_rate",
+    "fine_learning_rate": "train.fine_learning_rate",
+    "unfreeze": "train.unfreeze",
+    "dropout": "model.dropout",
+    "weight_decay": "train.weight_decay",
+    "label_smoothing": "train.label_smoothing",
+    "randaugment_magnitude": "augment.randaugment_magnitude",
+    "mixup_alpha": "augment.mixup_alpha",
+    "head_epochs": "train.head_epochs",
+    "fine_epochs": "train.fine_epochs",
+}
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def suggest(trial: optuna.Trial, space: TuneConfig) -> dict[str, Any]:
+    """Draw one value for every non-empty search-space entry; keys are setting names (model.backbone...)."""
+    params: dict[str, Any] = {}
+    for name, setting in TUNED_SETTINGS.items():
+        spec = getattr(space, name)
+        if not spec:
+            continue
+        kind, _, rest = spec.partition(":")
+        try:
+            if kind == "choice":
+                params[setting] = trial.suggest_categorical(name, [_number(v) for v in rest.split(",")])
+            elif kind in ("float", "log"):
+                low, high = (float(v) for v in rest.split(":"))
+                params[setting] = trial.suggest_float(name, low, high, log=kind == "log")
+            elif kind == "int":
+                low, high = (int(v) for v in rest.split(":"))
+                params[setting] = trial.suggest_int(name, low, high)
+            else:
+                raise ValueError(f"unknown kind {kind!r}")
+        except ValueError as error:
+            raise ConfigError(
+                f"tune.{name} = {spec!r}: {error}; write choice:a,b | int:lo:hi | float:lo:hi | log:lo:hi"
+            ) from error
+    return params
+
+
+def with_params(config: Config, params: dict[str, Any]) -> Config:
+    """`config` with tuned settings (dotted names) applied."""
+    return _apply(config, params, "tuned parameters")
+
+
+def study_dir(config: Config) -> Path:
+    """runs/<competition>/tune/<study>/: trial runs, best parameters, plots."""
+    return runs_dir(config) / "tune" / config.tune.study
+
+
+def open_storage(config: Config) -> optuna.storages.BaseStorage | str:
+    """The configured RDB URL, or a journal file under the study's folder."""
+    if config.tune.storage:
+        return config.tune.storage
+    path = study_dir(config).parent / f"{config.tune.study}.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+    """Median (default), Hyperband, or no pruning, stepping on the shared epoch timeline."""
+    if config.tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1)
+    if config.tune.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+
+
+def load_study(config: Config, worker: int = 0) -> optuna.Study:
+    """Create or continue the configured study, with a TPE sampler seeded per worker."""
+    return optuna.create_study(
+        study_name=config.tune.study,
+        storage=open_storage(config),
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=config.data.seed + worker),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+
+
+def objective(trial: optuna.Trial, config: Config, competition: Competition, index: ImageIndex) -> float:
+    """Validation log loss of the recipe drawn for `trial`, on the saved holdout split."""
+    params = suggest(trial, config.tune)
+    trial_config = with_params(config, params)
+    train, validation = holdout_split(config, index)  # the base seed and fraction: the same split for all
+    run_dir = study_dir(config) / f"trial-{trial.number:04d}"
+    try:
+        result = train_run(
+            trial_config,
+            competition,
+            train,
+            validation,
+            run_dir,
+            callbacks=[KerasPruningCallback(trial, "val_loss"), keras.callbacks.TerminateOnNaN()],
+            verbose=0,
+        )
+    finally:
+        keras.backend.clear_session()
+    for key in ("accuracy", "mcc", "roc_auc"):
+        trial.set_user_attr(key, result.metrics[key])
+    loss = result.metrics["log_loss"]
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"trial {trial.number} diverged (log loss {loss})")
+    return loss
+
+
+def run_worker(config: Config, competition: Competition, index: ImageIndex, worker: int = 0) -> optuna.Study:
+    """Run this worker's trials; failures (NaN, out of memory) are recorded as failed and the study goes on."""
+    study = load_study(config, worker)
+    study.optimize(
+        lambda trial: objective(trial, config, competition, index),
+        n_trials=config.tune.trials,
+        timeout=config.tune.timeout or None,
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+    return study
+
+
+def best_params(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's parameters as setting names, ready for `train --params`."""
+    return {TUNED_SETTINGS[name]: value for name, value in study.best_trial.params.items()}
+
+
+def summarize(config: Config, study: optuna.Study, top: int = 10) -> Path | None:
+    """Print the top trials, save best_params.json and the history and importance plots."""
+    out = study_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    counts = frame["state"].value_counts().to_dict()
+    print(f"Study {study.study_name}: {len(frame)} trials {counts}")
+    finished = frame[frame["state"] == "COMPLETE"].sort_values("value")
+    if finished.empty:
+        print("No trial finished yet.")
+        return None
+    print(finished.head(top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    path = out / "best_params.json"
+    best = {"trial": study.best_trial.number, "value": study.best_value, "params": best_params(study)}
+    path.write_text(json.dumps(best, indent=2) + "\n")
+    print(f"Best trial {best['trial']}: log loss {best['value']:.4f}; parameters in {path}")
+    _plots(study, out)
+    return path
+
+
+def _plots(study: optuna.Study, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    for name, draw in (
+        ("optimization_history", optuna_plots.plot_optimization_history),
+        ("param_importances", optuna_plots.plot_param_importances),
+    ):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axis = draw(study)
+        except (ValueError, RuntimeError) as error:  # importances need two finished trials
+            print(f"{name}: not drawn ({error})")
+            continue
+        axis.figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+        plt.close(axis.figure)
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """The settings saved by `summarize` (or any JSON file {setting: value} / {"params": {...}})."""
+    if not path.is_file():
+        raise ConfigError(
+            f"parameters file {path} does not exist: run `make tune` first, or pass a JSON file."
+        )
+    data = json.loads(path.read_text())
+    return data.get("params", data)
