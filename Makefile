@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 ARGS ?=
+TRIALS ?= 20
+WORKERS ?= 1
 
-.PHONY: help setup demo download index preview train predict submit leaderboard bench bench-quick test lint clean
+.PHONY: help setup demo download index preview tune train predict submit leaderboard bench bench-quick test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +31,9 @@ index: setup  ## unpack and index COMPETITION files already on disk
 
 preview: setup  ## a look at a few augmented batches of COMPETITION
 	$(PY) -m pipeline preview --competition $(COMPETITION) $(ARGS)
+
+tune: setup  ## Optuna search of the recipe on COMPETITION (TRIALS per worker, WORKERS processes)
+	$(PY) -m pipeline tune --competition $(COMPETITION) --trials $(TRIALS) --workers $(WORKERS) $(ARGS)
 
 train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learning (ARGS=--holdout: one split)
 	$(PY) -m pipeline train --competition $(COMPETITION) $(ARGS)
