@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from pipeline.competitions import Competition, get_competition
 from pipeline.config import Config, load_config
 from pipeline.demo_data import generate_competition
+from pipeline.kaggle_api import ENDPOINT_ENV
+from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
 
 SHARED_DATASETS_ENV = "PIPELINE_SHARED_DATASETS"  # .ci/run points it at ../shared/datasets
 
@@ -58,6 +61,19 @@ def demo_index(tmp_path_factory: pytest.TempPathFactory, demo_archive_dir: Path,
 
     root = tmp_path_factory.mktemp("data")
     return prepare_index(tiny_config(root, paths__input_root=str(demo_archive_dir.parent)), demo)
+
+
+@pytest.fixture
+def sandbox(
+    demo_archive_dir: Path, kaggle_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SandboxServer]:
+    """The sandbox Kaggle server serving the small demo competition, with the client pointed at it."""
+    server = SandboxServer(SandboxState(find_archives([demo_archive_dir]))).start()
+    monkeypatch.setenv(ENDPOINT_ENV, server.url)
+    monkeypatch.setenv("KAGGLE_USERNAME", SANDBOX_USERNAME)
+    monkeypatch.setenv("KAGGLE_KEY", SANDBOX_KEY)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

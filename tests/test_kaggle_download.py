@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,7 @@ from pipeline.kaggle_api import (
     RulesNotAcceptedError,
     credentials_source,
 )
-from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
-
-
-@pytest.fixture
-def sandbox(
-    demo_archive_dir: Path, kaggle_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SandboxServer]:
-    server = SandboxServer(SandboxState(find_archives([demo_archive_dir]))).start()
-    monkeypatch.setenv(ENDPOINT_ENV, server.url)
-    monkeypatch.setenv("KAGGLE_USERNAME", SANDBOX_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", SANDBOX_KEY)
-    yield server
-    server.stop()
+from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer
 
 
 def no_wait(seconds: float) -> None:

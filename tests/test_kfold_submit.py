@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -14,11 +13,11 @@ import tensorflow as tf
 from pipeline.competitions import Competition, get_competition
 from pipeline.ensemble import average, choose_clip, choose_space, choose_threshold, logit
 from pipeline.index import ImageIndex
-from pipeline.kaggle_api import ENDPOINT_ENV, KaggleGateway, SubmissionUploadError
+from pipeline.kaggle_api import KaggleGateway, SubmissionUploadError
 from pipeline.kfold import train_kfold
 from pipeline.ledger import read_ledger
 from pipeline.predict import predict_ensemble
-from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
+from pipeline.sandbox import SandboxServer
 from pipeline.submission import SubmissionError, build_submission, validate_submission
 from pipeline.submit import ledger_path, show_leaderboard, submit_file
 from pipeline.tta import predict_views
@@ -141,18 +140,6 @@ def test_hard_labels_for_accuracy_competitions() -> None:
     validate_submission(table, SAMPLE, competition)
     with pytest.raises(SubmissionError, match="whole class numbers"):
         validate_submission(table.assign(label=[0.9, 0.1, 0.6]), SAMPLE, competition)
-
-
-@pytest.fixture
-def sandbox(
-    demo_archive_dir: Path, kaggle_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SandboxServer]:
-    server = SandboxServer(SandboxState(find_archives([demo_archive_dir]))).start()
-    monkeypatch.setenv(ENDPOINT_ENV, server.url)
-    monkeypatch.setenv("KAGGLE_USERNAME", SANDBOX_USERNAME)
-    monkeypatch.setenv("KAGGLE_KEY", SANDBOX_KEY)
-    yield server
-    server.stop()
 
 
 def test_submit_and_leaderboard_through_the_real_client(

@@ -57,24 +57,17 @@ def write_toml(path: Path, demo_archive_dir: Path, data_root: Path, extra: str =
     return path
 
 
-def test_two_worker_processes_share_one_journal_study(tmp_path: Path, demo_archive_dir: Path) -> None:
+def run_tune_cli(tmp_path: Path, demo_archive_dir: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline tune` in a subprocess on the small demo competition, as a user runs it."""
     toml = write_toml(tmp_path / "tune.toml", demo_archive_dir, tmp_path / "data")
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "tune",
-        "--config",
-        str(toml),
-        "--workers",
-        "2",
-        "--trials",
-        "3",
-        "--study",
-        "shared",
-    ]
+    command = [sys.executable, "-m", "pipeline", "tune", "--config", str(toml), *flags]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_two_worker_processes_share_one_journal_study(tmp_path: Path, demo_archive_dir: Path) -> None:
+    done = run_tune_cli(tmp_path, demo_archive_dir, "--workers", "2", "--trials", "3", "--study", "shared")
     config = tiny_config(tmp_path / "data", tune__study="shared")
     study = load_study(config)
     numbers = sorted(t.number for t in study.trials)
@@ -212,14 +205,10 @@ def postgres() -> Iterator[str]:
 
 
 def test_workers_share_a_study_in_postgresql(postgres: str, tmp_path: Path, demo_archive_dir: Path) -> None:
-    toml = write_toml(tmp_path / "tune.toml", demo_archive_dir, tmp_path / "data")
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "tune",
-        "--config",
-        str(toml),
+    started = time.perf_counter()
+    run_tune_cli(
+        tmp_path,
+        demo_archive_dir,
         "--workers",
         "2",
         "--trials",
@@ -228,10 +217,7 @@ def test_workers_share_a_study_in_postgresql(postgres: str, tmp_path: Path, demo
         postgres,
         "--study",
         "in-postgres",
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    )
     study = optuna.load_study(study_name="in-postgres", storage=postgres)
     assert sorted(t.number for t in study.trials) == [0, 1]
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
