@@ -69,7 +69,14 @@ def build_feature_extractor(backbone: Backbone, image_size: int, weights: str) -
     constructor: Callable[..., keras.Model] = getattr(keras.applications, backbone.constructor)
     kwargs = {"include_top": False, "input_shape": (image_size, image_size, 3), "pooling": "avg"}
     if weights == "imagenet":
-        return constructor(weights="imagenet", **kwargs)
+        try:
+            return constructor(weights="imagenet", **kwargs)
+        except Exception as error:  # keras.utils.get_file raises a bare Exception on network failure
+            raise WeightsError(
+                f"could not get the ImageNet weights of {backbone.constructor} ({str(error)[:200]}). Without "
+                "internet (a Kaggle notebook with internet off), attach the weights file as a dataset and pass "
+                "--weights /kaggle/input/<dataset>/<file>.h5, or use --weights none."
+            ) from error
     model = constructor(weights=None, **kwargs)
     if weights in ("", "none"):
         return model

@@ -160,6 +160,17 @@ def test_weights_load_from_a_file_and_a_mismatched_file_is_explained(
         build_feature_extractor(get_backbone("efficientnetv2-b0"), 32, str(not_weights))
 
 
+def test_unreachable_weight_server_says_how_to_work_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keras.src.utils import file_utils
+
+    def no_network(*args: object, **kwargs: object) -> str:
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- no route to host")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    with pytest.raises(WeightsError, match=r"--weights /kaggle/input/"):
+        build_feature_extractor(get_backbone("efficientnetv2-b0"), 32, "imagenet")
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_output_is_float32_under_mixed_precision(tmp_path: Path, policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
