@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+from keras import KerasTensor, ops
 
 from pipeline.config import AugmentConfig
 
@@ -16,6 +17,90 @@ def load_size(image_size: int, crop: float) -> int:
     return image_size if crop <= 0 else math.ceil(image_size / (1.0 - crop))
 
 
+def affine_matrices(
+    angle: KerasTensor,
+    scale: KerasTensor,
+    shift_x: KerasTensor,
+    shift_y: KerasTensor,
+    height: int,
+    width: int,
+    mirror: KerasTensor | None = None,
+) -> KerasTensor:
+    """Per-image transforms (batch, 8) mapping output pixels to input pixels, as
+    keras.ops.image.affine_transform wants: rotate by `angle` (radians, clockwise as displayed)
+    and scale by 1/`scale` about the centre, shift by (`shift_x`, `shift_y`) pixels, and mirror
+    left-right where `mirror` is -1."""
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = cx - a0 * cx - a1 * cy - shift_x
+    b2 = cy - b0 * cx - b1 * cy - shift_y
+    if mirror is not None:  # sample at x' = cx + mirror * (x - cx): the result is mirrored
+        a2, b2 = a2 + a0 * cx * (1 - mirror), b2 + b0 * cx * (1 - mirror)
+        a0, b0 = a0 * mirror, b0 * mirror
+    zeros = ops.zeros_like(angle)
+    return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+class RandomAffine(keras.layers.Layer):
+    """Random horizontal flip, rotation, zoom and translation in one resampling of each image.
+
+    The same ranges as RandomRotation (fraction of a turn), RandomZoom and RandomTranslation
+    (fractions of the side), but one `affine_transform` instead of four layers: about three times
+    less work, which matters when augmentation shares a CPU with training.
+    """
+
+    def __init__(
+        self,
+        rotation: float,
+        zoom: float,
+        translation: float,
+        flip: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.rotation, self.zoom, self.translation, self.flip, self.seed = (
+            rotation,
+            zoom,
+            translation,
+            flip,
+            seed,
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: KerasTensor, training: bool = True) -> KerasTensor:
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+
+        def draw(limit: float) -> KerasTensor:
+            return keras.random.uniform((batch,), -limit, limit, seed=self.seed_generator)
+
+        angle = draw(self.rotation * 2 * math.pi)
+        scale = 1.0 + draw(self.zoom)
+        shift_x, shift_y = draw(self.translation) * width, draw(self.translation) * height
+        mirror = None
+        if self.flip:
+            coin = keras.random.uniform((batch,), 0.0, 1.0, seed=self.seed_generator)
+            mirror = ops.where(coin < 0.5, -1.0, 1.0)
+        transform = affine_matrices(angle, scale, shift_x, shift_y, height, width, mirror)
+        return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "translation": self.translation,
+            "seed": self.seed,
+        }
+
+
 def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) -> keras.Sequential | None:
     """Per-image random transforms, in pixel units; None when every factor is 0."""
 
@@ -25,16 +110,14 @@ def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) ->
     layers: list[keras.layers.Layer] = []
     if config.crop > 0:
         layers.append(keras.layers.RandomCrop(image_size, image_size, seed=next_seed(1)))
-    if config.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=next_seed(2)))
-    if config.rotation > 0:
-        layers.append(keras.layers.RandomRotation(config.rotation, seed=next_seed(3)))
-    if config.zoom > 0:
-        layers.append(keras.layers.RandomZoom(config.zoom, seed=next_seed(4)))
-    if config.translation > 0:
+    if config.rotation > 0 or config.zoom > 0 or config.translation > 0:
         layers.append(
-            keras.layers.RandomTranslation(config.translation, config.translation, seed=next_seed(5))
+            RandomAffine(
+                config.rotation, config.zoom, config.translation, flip=config.flip, seed=next_seed(3)
+            )
         )
+    elif config.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=next_seed(2)))
     if config.contrast > 0:
         layers.append(
             keras.layers.RandomContrast(config.contrast, value_range=VALUE_RANGE, seed=next_seed(6))
