@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.competitions import get_competition
 from pipeline.index import build_index, load_index, save_index
-from pipeline.unpack import CompetitionFiles, _unpack_images
+from pipeline.unpack import CompetitionFiles, unpack_images
 
 SHARED = Path(
     os.environ.get("PIPELINE_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
@@ -22,7 +22,7 @@ def photos_200px(work_dir: Path) -> pd.DataFrame:
     saved = load_index(index_dir)
     if saved is not None:
         return saved.train
-    train_dir = _unpack_images(SHARED / "dogs-vs-cats-200px" / "train.zip", "train", work_dir)
+    train_dir = unpack_images(SHARED / "dogs-vs-cats-200px" / "train.zip", "train", work_dir)
     empty = work_dir / "no-test"
     empty.mkdir(exist_ok=True)
     index = build_index(get_competition("dogs-vs-cats"), CompetitionFiles(train_dir, empty, empty), work_dir)

@@ -109,7 +109,7 @@ def _config(args: argparse.Namespace, defaults: dict[str, Any] | None = None) ->
 
 
 def _download_and_index(config: Config, force: bool) -> None:
-    from pipeline.download import download_competition
+    from pipeline.download import download_competition, is_downloaded
     from pipeline.kaggle_api import KaggleGateway
     from pipeline.prepare import describe_index, index_dir, prepare_index
 
@@ -120,8 +120,6 @@ def _download_and_index(config: Config, force: bool) -> None:
         print(f"Competition files are attached at {input_dir}; nothing to download.")
         archive_is_new = False
     else:
-        from pipeline.download import is_downloaded
-
         archive_is_new = force or not is_downloaded(competition, config.competition_dir())
         download_competition(competition, config.competition_dir(), KaggleGateway(), force=force)
     index = prepare_index(config, competition, rebuild=archive_is_new)

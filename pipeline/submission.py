@@ -77,11 +77,6 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
             raise SubmissionError(f"{label_col} has values {wrong[:5]}; allowed are {sorted(allowed)}")
 
 
-def read_submission(path: Path) -> pd.DataFrame:
-    """A submission CSV as written (no dtype guessing beyond pandas' own)."""
-    return pd.read_csv(path)
-
-
 def write_submission(table: pd.DataFrame, folder: Path, competition: Competition, run: str) -> Path:
     """Save `table` as <folder>/<competition>-<run>-<UTC time>.csv and return the path."""
     folder.mkdir(parents=True, exist_ok=True)

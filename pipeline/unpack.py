@@ -79,7 +79,7 @@ def _find(name: str, folders: list[Path]) -> Path | None:
     return next((folder / name for folder in folders if (folder / name).exists()), None)
 
 
-def _unpack_images(archive: Path, folder_name: str, data_dir: Path) -> Path:
+def unpack_images(archive: Path, folder_name: str, data_dir: Path) -> Path:
     """Extract an inner image archive to data_dir/folder_name atomically (partial work is redone)."""
     final = data_dir / folder_name
     if (final / _DONE).exists():
@@ -119,7 +119,7 @@ def unpack_competition(competition: Competition, input_dir: Path, data_dir: Path
         if ready or given:
             resolved[key] = (ready or given)[0]
         elif archive is not None:
-            resolved[key] = _unpack_images(archive, folder_name, data_dir)
+            resolved[key] = unpack_images(archive, folder_name, data_dir)
         else:
             raise MissingDataError(
                 f"neither {archive_name} nor {competition.archive} found in {', '.join(map(str, folders))}: "
