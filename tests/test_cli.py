@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipeline.cli import main
+from pipeline.config import ConfigError
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -58,3 +60,23 @@ def test_demo_runs_offline_end_to_end(kaggle_env: Path, tmp_path: Path, capsys) 
     assert main(args) == 0  # a second run reuses the download and the trained folds
     again = capsys.readouterr().out
     assert "already complete; skipping the download" in again and "not training again" in again
+
+
+def test_tuned_parameters_apply_under_explicit_flags(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.cli import _config, build_parser
+
+    params = tmp_path / "best_params.json"
+    params.write_text(
+        json.dumps({"params": {"model.backbone": "small-cnn", "data.batch_size": 64, "model.dropout": 0.4}})
+    )
+    args = build_parser().parse_args(
+        ["train", "--params", str(params), "--batch-size", "8", "--data-root", str(tmp_path)]
+    )
+    config = _config(args)
+    assert config.model.backbone == "small-cnn" and config.model.dropout == 0.4  # from the study
+    assert config.data.batch_size == 8  # a flag given explicitly wins
+    missing = build_parser().parse_args(["train", "--params", "best", "--data-root", str(tmp_path)])
+    with pytest.raises(ConfigError, match="run `make tune` first"):
+        _config(missing)
