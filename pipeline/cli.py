@@ -227,12 +227,14 @@ def cmd_tune(args: argparse.Namespace) -> None:
     import subprocess
 
     from pipeline.prepare import prepare_index
-    from pipeline.tune import load_study, run_worker, summarize
+    from pipeline.tune import fail_interrupted_trials, load_study, run_worker, summarize
 
     config = _config(args)
     competition = get_competition(config.competition)
     index = prepare_index(config, competition)
-    load_study(config)  # create it once, before workers race to
+    if args.worker_index is None:  # before any worker of this command starts
+        load_study(config)
+        fail_interrupted_trials(config)
     if args.worker_index is not None or config.tune.workers == 1:
         study = run_worker(config, competition, index, worker=args.worker_index or 0)
         if args.worker_index is None:

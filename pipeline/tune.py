@@ -87,10 +87,16 @@ def study_dir(config: Config) -> Path:
     return runs_dir(config) / "tune" / config.tune.study
 
 
-def open_storage(config: Config) -> optuna.storages.BaseStorage | str:
-    """The configured RDB URL, or a journal file under the study's folder."""
+def open_storage(config: Config) -> optuna.storages.BaseStorage:
+    """The configured RDB (with heartbeats: a killed worker's trial is failed and retried once),
+    or a journal file under the study's folder."""
     if config.tune.storage:
-        return config.tune.storage
+        return optuna.storages.RDBStorage(
+            config.tune.storage,
+            heartbeat_interval=60,
+            grace_period=180,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
     path = study_dir(config).parent / f"{config.tune.study}.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
@@ -115,6 +121,25 @@ def load_study(config: Config, worker: int = 0) -> optuna.Study:
         pruner=make_pruner(config),
         load_if_exists=True,
     )
+
+
+def fail_interrupted_trials(config: Config) -> list[int]:
+    """Mark trials left RUNNING by a killed `tune` as failed and return their numbers.
+
+    For journal files, which assume one `tune` command at a time per file; RDB storages do this
+    themselves through heartbeats. Call after the study exists and before any worker starts.
+    """
+    storage = open_storage(config)
+    if not isinstance(storage, JournalStorage):
+        return []
+    study_id = storage.get_study_id_from_name(config.tune.study)
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    if running:
+        print(f"Trials {[t.number for t in running]} were interrupted in an earlier run; marked as failed.")
+    return [t.number for t in running]
 
 
 def objective(trial: optuna.Trial, config: Config, competition: Competition, index: ImageIndex) -> float:

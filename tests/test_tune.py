@@ -18,7 +18,7 @@ import pytest
 from pipeline.competitions import Competition
 from pipeline.index import ImageIndex
 from pipeline.train import holdout_split, train_run
-from pipeline.tune import load_params, load_study, run_worker, summarize, with_params
+from pipeline.tune import fail_interrupted_trials, load_params, load_study, run_worker, summarize, with_params
 from tests.conftest import tiny_config
 
 SPACE = {
@@ -86,6 +86,14 @@ def test_a_stopped_study_continues_its_trial_count(
     run_worker(config, demo, demo_index)
     study = run_worker(config, demo, demo_index)  # "started again"
     assert [t.number for t in study.trials] == [0, 1]
+
+
+def test_a_trial_interrupted_by_a_kill_is_marked_failed_on_restart(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, **SPACE)
+    killed = load_study(config).ask()  # as if the process died inside this trial
+    assert fail_interrupted_trials(config) == [killed.number]
+    assert states(load_study(config)) == ["FAIL"]
+    assert fail_interrupted_trials(config) == []
 
 
 def test_pruning_stops_a_clearly_worse_trial(
