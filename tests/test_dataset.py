@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipeline.config import Config
 from pipeline.dataset import make_dataset
@@ -128,3 +129,31 @@ def test_disk_cache_is_written_and_gives_the_same_images(index: ImageIndex, tmp_
         [x for x, _ in make_dataset(index.train, config, False, cache_dir=cache_dir).as_numpy_iterator()]
     )
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("shape", [(300, 100), (100, 300), (20, 12), (64, 64)])
+def test_resize_keeps_the_promise_of_each_mode(shape: tuple[int, int]) -> None:
+    from pipeline.dataset import resize_image
+
+    height, width = shape
+    image = np.full((height, width, 3), 200, np.uint8)
+    for mode in ("crop", "pad", "stretch"):
+        out = resize_image(tf.constant(image), 32, mode).numpy()
+        assert out.shape == (32, 32, 3) and out.dtype == np.float32, mode
+        if mode == "pad" and height != width:  # letterbox: black bars on the short side only
+            assert out.min() == 0 and out.max() == pytest.approx(200, abs=1)
+            bars = out[:, 0] if height > width else out[0]
+            assert np.all(bars == 0)
+        else:  # the whole square is picture
+            np.testing.assert_allclose(out, 200, atol=1)
+
+
+def test_crop_takes_the_centre_and_shrinking_is_antialiased() -> None:
+    from pipeline.dataset import resize_image
+
+    stripes = np.zeros((64, 192, 3), np.uint8)
+    stripes[:, 64:128] = 255  # the centre square is white, the sides black
+    np.testing.assert_allclose(resize_image(tf.constant(stripes), 16, "crop").numpy(), 255, atol=1)
+    checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    shrunk = resize_image(tf.constant(checker), 16, "crop").numpy()
+    np.testing.assert_allclose(shrunk, 127.5, atol=1)  # a box filter averages the pattern away
