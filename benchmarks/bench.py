@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -89,7 +90,8 @@ def bound(paths: list[str], size: int, batch: int) -> tf.data.Dataset:
 
 def keras_loader(frame: pd.DataFrame, size: int, batch: int) -> tf.data.Dataset:
     """keras.utils.image_dataset_from_directory on the same files (linked into one folder per class)."""
-    folder = WORK / "by-class" / f"{abs(hash(tuple(frame['path'])))}"
+    digest = hashlib.sha1("\n".join(frame["path"]).encode()).hexdigest()[:12]  # stable across runs
+    folder = WORK / "by-class" / digest
     if not folder.exists():
         for path, label in zip(frame["path"], frame["label"], strict=True):
             target = folder / str(label) / Path(path).name

@@ -181,7 +181,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from error
 
 
-def _apply(config: Config, values: dict[str, Any], source: str) -> Config:
+def apply_settings(config: Config, values: dict[str, Any], source: str) -> Config:
     """Return `config` with dotted or nested `values` applied; unknown keys are errors."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
@@ -259,7 +259,7 @@ def load_config(
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Build the run's configuration: code defaults < Kaggle notebook paths < TOML file < flags."""
-    config = _apply(Config(), kaggle_notebook_overrides(environ), "Kaggle notebook paths")
+    config = apply_settings(Config(), kaggle_notebook_overrides(environ), "Kaggle notebook paths")
     if toml_path:
         path = Path(toml_path)
         if not path.is_file():
@@ -268,7 +268,7 @@ def load_config(
             values = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from error
-        config = _apply(config, values, str(path))
+        config = apply_settings(config, values, str(path))
     if overrides:
-        config = _apply(config, {k: v for k, v in overrides.items() if v is not None}, "command line")
+        config = apply_settings(config, {k: v for k, v in overrides.items() if v is not None}, "command line")
     return validate(config)

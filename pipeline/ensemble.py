@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
-EPSILON = 1e-7
+from pipeline.metrics import EPSILON
+
 CLIP_CANDIDATES = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
 
 

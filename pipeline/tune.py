@@ -20,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna_integration import KerasPruningCallback
 
 from pipeline.competitions import Competition
-from pipeline.config import Config, ConfigError, TuneConfig, _apply
+from pipeline.config import Config, ConfigError, TuneConfig, apply_settings, validate
 from pipeline.index import ImageIndex
 from pipeline.train import holdout_split, runs_dir, train_run
 
@@ -79,7 +79,7 @@ def suggest(trial: optuna.Trial, space: TuneConfig) -> dict[str, Any]:
 
 def with_params(config: Config, params: dict[str, Any]) -> Config:
     """`config` with tuned settings (dotted names) applied."""
-    return _apply(config, params, "tuned parameters")
+    return validate(apply_settings(config, params, "tuned parameters"))
 
 
 def study_dir(config: Config) -> Path:
