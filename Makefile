@@ -7,10 +7,10 @@ ARGS ?=
 TRIALS ?= 20
 WORKERS ?= 1
 
-.PHONY: help setup demo download index preview tune train predict submit leaderboard bench bench-quick test lint clean
+.PHONY: help setup demo download index preview tune train predict submit leaderboard bench bench-quick test test-fast lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,11 @@ bench: setup  ## benchmarks on the real photos of ../shared/datasets, side by si
 bench-quick: setup  ## a smoke run of the benchmarks (under 3 minutes)
 	$(PY) -m benchmarks.bench --quick
 
-test: setup  ## the whole test suite
+test: setup  ## the whole test suite: fast tier, then integration (what CI runs)
 	$(PY) -m pytest $(ARGS)
+
+test-fast: setup  ## the fast tier: pure functions and quick checks (under a minute)
+	$(PY) -m pytest tests/unit $(ARGS)
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check pipeline tests benchmarks

@@ -25,14 +25,15 @@ import pandas as pd
 import tensorflow as tf
 
 from benchmarks.photos import SHARED, photos_200px
+from pipeline import layout
+from pipeline.acquire.index import prepare_index
 from pipeline.competitions import get_competition
 from pipeline.config import Config, load_config
-from pipeline.dataset import decode_image, make_dataset
-from pipeline.model import build_classifier
-from pipeline.prepare import prepare_index
-from pipeline.tta import predict_views
+from pipeline.data.input_pipeline import decode_image, make_dataset
+from pipeline.infer.tta import predict_views
+from pipeline.model.classifier import build_classifier
 
-WORK = Path("runs/bench")
+WORK = layout.bench_dir()
 Row = dict[str, str]
 
 
@@ -167,7 +168,7 @@ MEMORY_PROBE = """
 import json, sys, time
 import pandas as pd
 from pipeline.config import load_config
-from pipeline.dataset import make_dataset
+from pipeline.data.input_pipeline import make_dataset
 
 def resident():
     with open("/proc/self/status") as status:
@@ -198,8 +199,8 @@ INDEX_PROBE = (
 import json, sys, time
 from pathlib import Path
 from pipeline.competitions import get_competition
-from pipeline.index import build_index
-from pipeline.unpack import CompetitionFiles
+from pipeline.acquire.index import build_index
+from pipeline.acquire.unpack import CompetitionFiles
 train, empty = Path(sys.argv[1]), Path(sys.argv[2])
 start = time.perf_counter()
 index = build_index(get_competition("dogs-vs-cats"), CompetitionFiles(train, empty, empty), Path(sys.argv[3]))

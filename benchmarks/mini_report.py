@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.ensemble import average, choose_clip, clip
-from pipeline.metrics import binary_scores
+from pipeline.fit.metrics import binary_scores
+from pipeline.infer.postprocess import average, choose_clip, clip
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.acquire.index import build_index, load_index, save_index
+from pipeline.acquire.unpack import CompetitionFiles, unpack_images
 from pipeline.competitions import get_competition
-from pipeline.index import build_index, load_index, save_index
-from pipeline.unpack import CompetitionFiles, unpack_images
 
 SHARED = Path(
     os.environ.get("PIPELINE_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
@@ -25,6 +25,8 @@ def photos_200px(work_dir: Path) -> pd.DataFrame:
     train_dir = unpack_images(SHARED / "dogs-vs-cats-200px" / "train.zip", "train", work_dir)
     empty = work_dir / "no-test"
     empty.mkdir(exist_ok=True)
-    index = build_index(get_competition("dogs-vs-cats"), CompetitionFiles(train_dir, empty, empty), work_dir)
+    index = build_index(
+        get_competition("dogs-vs-cats"), CompetitionFiles(train_dir, empty, empty), work_dir / "converted"
+    )
     save_index(index, index_dir)
     return index.train

@@ -7,25 +7,26 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from benchmarks.photos import photos_200px
+from pipeline import layout
+from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import get_competition
 from pipeline.config import load_config
-from pipeline.index import ImageIndex
-from pipeline.train import holdout_split, train_run
+from pipeline.fit.splits import holdout_split
+from pipeline.fit.train import train_run
 
 
 def main() -> None:
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 128
     epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    work = Path("runs/bench/photos-200px")
+    work = layout.bench_dir() / "photos-200px"
     train = photos_200px(work)
     config = load_config(
         overrides={
             "competition": "dogs-vs-cats",
             "paths.data_root": str(work / "data"),
-            "paths.runs_root": "runs/bench",
+            "paths.runs_root": str(layout.bench_dir()),
             "model.backbone": "small-cnn",
             "data.image_size": size,
             "data.batch_size": 64,
@@ -42,7 +43,7 @@ def main() -> None:
         get_competition("dogs-vs-cats"),
         training,
         validation,
-        Path(config.paths.runs_root) / config.train.run_name,
+        layout.kfold_run_dir(config),
         verbose=2,
     )
     print(f"{result.metrics} wall {time.perf_counter() - start:.0f} s")

@@ -1,6 +1,10 @@
-"""Run configuration: defaults in code, overridden by a TOML file, then by command-line flags.
+"""Every setting of a run, declared once: its type, default, help text and allowed values.
 
-One `Config` object is built per run, printed at its start and saved beside its outputs.
+Code defaults < Kaggle notebook paths < TOML presets/files (`--config`) < command-line flags.
+The command line (flags grouped by section in `--help`), the validation of choices and the
+tuning search space are all derived from the declarations below. One `Config` is built per
+run, printed at its start and saved beside its outputs as `config.json` (which `--config`
+reads back).
 """
 
 from __future__ import annotations
@@ -9,129 +13,197 @@ import dataclasses
 import json
 import os
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.competitions import get_competition
+from pipeline.model.registry import BACKBONE_NAMES
+
 KAGGLE_NOTEBOOK_ENV = "KAGGLE_KERNEL_RUN_TYPE"
 DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"
+PRESETS_DIR = Path(__file__).with_name("configs")  # `--config demo` reads configs/demo.toml
+TTA_VIEWS = ("original", "hflip", "zoom", "zoom-hflip")  # implemented in pipeline.infer.tta
+SPACE_KINDS = ("choice", "int", "float", "log")
 
 
 class ConfigError(ValueError):
     """A configuration value or file is wrong; the message says which and how to fix it."""
 
 
+def duration(text: str | float) -> float:
+    """Seconds from '3h', '90m', '45s' or a plain number of seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    value = str(text).strip()
+    try:
+        if value and value[-1] in units:
+            return float(value[:-1]) * units[value[-1]]
+        return float(value)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a duration such as 3h, 90m or 600") from error
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    each: bool = False,
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """Declare one setting. `choices`: allowed values (`each`: of every comma-separated item);
+    `flag`: its command-line name when not `--<name>`; `parse`: how text becomes the value."""
+    metadata = {"help": help, "choices": choices, "each": each, "flag": flag, "parse": parse}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class PathsConfig:
-    """Where competition files come from and where the pipeline writes."""
+    """Where competition files come from and where the pipeline writes (see pipeline.layout)."""
 
-    data_root: str = "data"  # data/<slug>/: downloads, unpacked images, index
-    input_root: str = ""  # read-only competition files (Kaggle: /kaggle/input); "" = data_root
-    runs_root: str = "runs"
-    submissions_root: str = "submissions"
+    data_root: str = setting("data", "folder of downloaded and unpacked data: data/<slug>/")
+    input_root: str = setting(
+        "", "read-only folder of competition files (Kaggle: /kaggle/input); '' = data root"
+    )
+    runs_root: str = setting("runs", "folder of run outputs: runs/<slug>/<run>/")
+    submissions_root: str = setting("submissions", "folder of submission files and the ledger")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """How images become batches."""
 
-    image_size: int = 224
-    resize_mode: str = "crop"  # crop | pad | stretch: keep the aspect ratio by centre crop or padding
-    cache: str = "memory"  # memory | disk | none: cache of resized images
-    batch_size: int = 32
-    shuffle_buffer: int = 2048
-    seed: int = 42
-    deterministic: bool = False  # exact same batches on every run, at some cost in speed
-    validation_workers: int = 8
+    image_size: int = setting(224, "square side of model inputs in pixels")
+    resize_mode: str = setting(
+        "crop",
+        "keep the aspect ratio by centre crop or letterbox, or stretch",
+        choices=("crop", "pad", "stretch"),
+    )
+    cache: str = setting("memory", "cache of resized uint8 images", choices=("memory", "disk", "none"))
+    batch_size: int = setting(32, "images per batch (per device)")
+    shuffle_buffer: int = setting(2048, "images in the shuffle buffer")
+    seed: int = setting(42, "random seed of splits, shuffling, augmentation and initial weights")
+    deterministic: bool = setting(
+        False, "identical batches on every run (augmentation runs serially: slower)"
+    )
+    validation_workers: int = setting(8, "threads that validate images while indexing")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Keras augmentation layers; 0 switches one off."""
 
-    where: str = "pipeline"  # pipeline (tf.data, CPU) | model (inside the model: faster on a GPU)
-    flip: bool = True
-    rotation: float = 0.05  # fraction of a full turn
-    zoom: float = 0.1
-    translation: float = 0.1
-    contrast: float = 0.1
-    brightness: float = 0.1
-    crop: float = 0.0  # fraction of the side cut away by RandomCrop (centre crop at evaluation)
-    randaugment_magnitude: float = 0.0  # RandAugment factor in [0, 1]
-    randaugment_ops: int = 2
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
+    where: str = setting(
+        "pipeline",
+        "where augmentation runs: tf.data on the CPU, or inside the model (faster on a GPU)",
+        choices=("pipeline", "model"),
+        flag="--augment-where",
+    )
+    flip: bool = setting(True, "random horizontal flips")
+    rotation: float = setting(0.05, "random rotation, as a fraction of a full turn")
+    zoom: float = setting(0.1, "random zoom, as a fraction of the side")
+    translation: float = setting(0.1, "random translation, as a fraction of the side")
+    contrast: float = setting(0.1, "random contrast factor")
+    brightness: float = setting(0.1, "random brightness factor")
+    crop: float = setting(0.0, "fraction of the side cut by RandomCrop (centre crop at evaluation)")
+    randaugment_magnitude: float = setting(
+        0.0, "RandAugment magnitude in [0, 1]; 0 = off", flag="--randaugment"
+    )
+    randaugment_ops: int = setting(2, "RandAugment operations per image")
+    mixup_alpha: float = setting(0.0, "MixUp alpha; 0 = off", flag="--mixup")
+    cutmix_alpha: float = setting(0.0, "CutMix alpha; 0 = off", flag="--cutmix")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The network: a keras.applications backbone (or the small CNN) and its head."""
 
-    backbone: str = "efficientnetv2-b0"
-    weights: str = "imagenet"  # imagenet | none | path to a weights file (Kaggle: an attached dataset)
-    dropout: float = 0.2
+    backbone: str = setting("efficientnetv2-b0", "feature extractor", choices=BACKBONE_NAMES)
+    weights: str = setting(
+        "imagenet", "imagenet | none | path to a weights file (Kaggle: an attached dataset)"
+    )
+    dropout: float = setting(0.2, "dropout before the output layer")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Two-phase transfer learning: head on a frozen backbone, then fine-tuning of the top blocks."""
 
-    run_name: str = ""  # "" = <competition>-<backbone>-<image size>
-    folds: int = 5  # stratified k-fold; `train --holdout` trains fold 0 of 1/validation_fraction folds only
-    validation_fraction: float = 0.2
-    head_epochs: int = 3
-    head_learning_rate: float = 1e-3
-    fine_epochs: int = 5  # 0 = no fine-tuning (the small CNN trains whole in the first phase)
-    fine_learning_rate: float = 1e-4
-    unfreeze: float = 0.3  # < 1: fraction of the backbone's blocks; >= 1: a count of top blocks
-    warmup_fraction: float = 0.1  # of the fine-tuning steps, before cosine decay
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
-    patience: int = 3  # early stopping on val_loss, best weights restored, in each phase
-    mixed_precision: str = "auto"  # auto (GPU: float16, TPU: bfloat16, CPU: off) | on | off
-    jit_compile: str = "auto"  # auto | on | off: XLA
-    steps_per_execution: int = 1
+    run_name: str = setting("", "folder name under runs/<slug>/; '' = <backbone>-<size>px")
+    folds: int = setting(5, "stratified folds of `train` (`train --holdout` trains one split)")
+    validation_fraction: float = setting(
+        0.2, "validation share of the holdout split (fold 0 of 1/fraction folds)"
+    )
+    head_epochs: int = setting(3, "epochs with the backbone frozen", flag="--epochs-head")
+    head_learning_rate: float = setting(1e-3, "learning rate of the head phase", flag="--lr-head")
+    fine_epochs: int = setting(5, "epochs of fine-tuning; 0 = none", flag="--epochs-fine")
+    fine_learning_rate: float = setting(1e-4, "peak learning rate of fine-tuning", flag="--lr-fine")
+    unfreeze: float = setting(0.3, "top blocks to unfreeze: a fraction (< 1) or a count")
+    warmup_fraction: float = setting(0.1, "share of fine-tuning steps of linear warmup before cosine decay")
+    weight_decay: float = setting(1e-4, "AdamW weight decay")
+    label_smoothing: float = setting(0.0, "label smoothing of the loss")
+    patience: int = setting(3, "early-stopping patience in epochs (best weights restored)")
+    mixed_precision: str = setting(
+        "auto", "auto: float16 on GPU, bfloat16 on TPU, off on CPU", choices=("auto", "on", "off")
+    )
+    jit_compile: str = setting("auto", "XLA; auto: on for GPU/TPU, off on CPU", choices=("auto", "on", "off"))
+    steps_per_execution: int = setting(1, "batches per compiled call (more: less overhead on TPU)")
 
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """How fold models become one prediction per test image."""
+    """How a finished run's models become one prediction per test image."""
 
-    tta: str = "original,hflip"  # views, comma-separated: original, hflip, zoom, zoom-hflip
-    average: str = "auto"  # auto (the better on out-of-fold predictions) | probability | logit
+    run: str = setting("", "run folder under runs/<slug>/ to predict with; '' = the newest finished run")
+    tta: str = setting("original,hflip", "comma-separated TTA views", choices=TTA_VIEWS, each=True)
+    average: str = setting(
+        "auto",
+        "averaging space; auto: the better on OOF predictions",
+        choices=("auto", "probability", "logit"),
+    )
+
+
+DEFAULT_SPACE = {
+    "model.backbone": "choice:efficientnetv2-b0,resnet50v2",
+    "data.image_size": "choice:160,192,224",
+    "data.batch_size": "choice:16,32",
+    "train.head_learning_rate": "log:1e-4:3e-3",
+    "train.fine_learning_rate": "log:1e-5:3e-4",
+    "train.unfreeze": "float:0.1:0.6",
+    "model.dropout": "float:0.0:0.5",
+    "train.weight_decay": "log:1e-6:1e-3",
+    "train.label_smoothing": "float:0.0:0.15",
+    "augment.randaugment_magnitude": "float:0.0:0.6",
+    "augment.mixup_alpha": "float:0.0:0.4",
+    "train.head_epochs": "int:1:4",
+    "train.fine_epochs": "int:0:6",
+}
 
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """Optuna search of the recipe. Each space entry is `choice:a,b`, `int:lo:hi`, `float:lo:hi`,
-    `log:lo:hi` (log-uniform), or "" to keep the configured value."""
+    """Optuna search of the recipe."""
 
-    study: str = "recipe"
-    storage: str = ""  # "" = journal file runs/<competition>/tune/<study>.journal; or an RDB URL
-    trials: int = 20  # per worker and per invocation
-    timeout: float = 0.0  # seconds per worker; 0 = no limit
-    workers: int = 1
-    pruner: str = "median"  # median | hyperband | none
-    backbone: str = "choice:efficientnetv2-b0,resnet50v2"
-    image_size: str = "choice:160,192,224"
-    batch_size: str = "choice:16,32"
-    head_learning_rate: str = "log:1e-4:3e-3"
-    fine_learning_rate: str = "log:1e-5:3e-4"
-    unfreeze: str = "float:0.1:0.6"
-    dropout: str = "float:0.0:0.5"
-    weight_decay: str = "log:1e-6:1e-3"
-    label_smoothing: str = "float:0.0:0.15"
-    randaugment_magnitude: str = "float:0.0:0.6"
-    mixup_alpha: str = "float:0.0:0.4"
-    head_epochs: str = "int:1:4"
-    fine_epochs: str = "int:0:6"
+    study: str = setting("recipe", "Optuna study name (continued if it exists)")
+    storage: str = setting("", "Optuna storage URL; '' = a journal file under runs/<slug>/tune/")
+    trials: int = setting(20, "trials per worker and per invocation")
+    timeout: float = setting(0.0, "time limit per worker: 3h, 90m, 600; 0 = none", parse=duration)
+    workers: int = setting(1, "parallel worker processes on this machine")
+    pruner: str = setting("median", "pruning of bad trials", choices=("median", "hyperband", "none"))
+    # TOML table [tune.space]: "<section>.<setting>" = "choice:a,b" | "int:lo:hi" | "float:lo:hi" |
+    # "log:lo:hi" (log-uniform). The table replaces this default space as a whole.
+    space: dict = setting(DEFAULT_SPACE, "search space by dotted setting name (TOML [tune.space] only)")
 
 
 @dataclass(frozen=True)
 class Config:
     """Everything a run depends on."""
 
-    competition: str = DEFAULT_COMPETITION
+    competition: str = setting(DEFAULT_COMPETITION, "competition slug (pipeline/competitions.toml)")
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -153,59 +225,141 @@ class Config:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json() + "\n")
 
-    def competition_dir(self) -> Path:
-        """Where this competition's downloads, images and index live (writable)."""
-        return Path(self.paths.data_root) / self.competition
 
-    def input_dir(self) -> Path:
-        """Where this competition's original files are read from (may be read-only)."""
-        return Path(self.paths.input_root or self.paths.data_root) / self.competition
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as the command line and validation see it."""
+
+    key: str  # dotted: data.image_size
+    section: str  # "" for top-level settings
+    name: str
+    default: Any
+    kind: type
+    help: str
+    choices: tuple[str, ...] | None
+    each: bool
+    flag: str
+    parse: Callable[[str], Any] | None
 
 
-def _section_types() -> dict[str, type]:
-    return {f.name: f.type for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory)}
+def _section_classes() -> dict[str, type]:
+    return {
+        f.name: f.default_factory
+        for f in dataclasses.fields(Config)
+        if dataclasses.is_dataclass(f.default_factory)
+    }
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Convert `value` to the type of `default`, or raise a ConfigError naming `where`."""
-    kind = type(default)
-    if kind is bool:
+def section_title(section: str) -> str:
+    """The first line of a section's docstring, for --help group titles."""
+    doc = (_section_classes()[section].__doc__ or "") if section else "The competition."
+    return doc.strip().splitlines()[0]
+
+
+def _settings_of(cls: type, section: str) -> Iterator[Setting]:
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue
+        default = getattr(instance, f.name)
+        meta = f.metadata
+        yield Setting(
+            key=f"{section}.{f.name}" if section else f.name,
+            section=section,
+            name=f.name,
+            default=default,
+            kind=type(default),
+            help=meta["help"],
+            choices=meta["choices"],
+            each=meta["each"],
+            flag=meta["flag"] or "--" + f.name.replace("_", "-"),
+            parse=meta["parse"],
+        )
+
+
+def settings() -> list[Setting]:
+    """Every declared setting, top-level first, then section by section."""
+    found = list(_settings_of(Config, ""))
+    for section, cls in _section_classes().items():
+        found.extend(_settings_of(cls, section))
+    return found
+
+
+def settings_by_key() -> dict[str, Setting]:
+    """Every declared setting by its dotted key."""
+    return {s.key: s for s in settings()}
+
+
+def parse_space_entry(key: str, spec: str) -> tuple[str, list[Any]]:
+    """(kind, values) of one search-space entry such as 'log:1e-4:3e-3' or 'choice:a,b'."""
+    kind, _, rest = str(spec).partition(":")
+    where = f"tune.space[{key!r}] = {spec!r}"
+    if kind not in SPACE_KINDS or not rest:
+        raise ConfigError(f"{where}: write choice:a,b | int:lo:hi | float:lo:hi | log:lo:hi")
+    if kind == "choice":
+        return kind, [_number(v.strip()) for v in rest.split(",") if v.strip()]
+    try:
+        low, high = (int(v) if kind == "int" else float(v) for v in rest.split(":"))
+    except ValueError as error:
+        raise ConfigError(f"{where}: {kind} needs two numbers lo:hi ({error})") from error
+    if low > high or (kind == "log" and low <= 0):
+        raise ConfigError(f"{where}: needs lo <= hi" + (" and lo > 0" if kind == "log" else ""))
+    return kind, [low, high]
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _coerce(value: Any, spec: Setting, where: str) -> Any:
+    """Convert `value` to the setting's type, or raise a ConfigError naming `where`."""
+    if spec.kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
             return value.lower() in {"true", "1", "yes"}
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if spec.kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table of dotted setting names, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
     try:
-        return kind(value)
+        return spec.parse(value) if spec.parse else spec.kind(value)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from error
+        raise ConfigError(f"{where}: expected a {spec.kind.__name__}, got {value!r}") from error
 
 
 def apply_settings(config: Config, values: dict[str, Any], source: str) -> Config:
     """Return `config` with dotted or nested `values` applied; unknown keys are errors."""
+    known = settings_by_key()
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key in _section_classes():
             flat.update({f"{key}.{inner}": v for inner, v in value.items()})
         else:
             flat[key] = value
-    sections = {name: getattr(config, name) for name in _section_types()}
+    sections = {name: getattr(config, name) for name in _section_classes()}
     top: dict[str, Any] = {}
     for key, value in flat.items():
-        section, _, name = key.rpartition(".")
-        if not section:
-            if name not in {f.name for f in dataclasses.fields(Config)} or name in sections:
-                raise ConfigError(f"{source}: unknown setting {key!r}")
-            top[name] = _coerce(value, getattr(config, name), f"{source}: {key}")
-            continue
-        if section not in sections:
-            raise ConfigError(f"{source}: unknown section {section!r} in {key!r} (known: {sorted(sections)})")
-        current = sections[section]
-        if name not in {f.name for f in dataclasses.fields(current)}:
-            known = sorted(f.name for f in dataclasses.fields(current))
-            raise ConfigError(f"{source}: unknown setting {key!r}; [{section}] has {known}")
-        coerced = _coerce(value, getattr(current, name), f"{source}: {key}")
-        sections[section] = dataclasses.replace(current, **{name: coerced})
+        spec = known.get(key)
+        if spec is None:
+            section = key.rpartition(".")[0]
+            if section and section not in sections:
+                raise ConfigError(
+                    f"{source}: unknown section {section!r} in {key!r} (known: {sorted(sections)})"
+                )
+            names = sorted(s.name for s in known.values() if s.section == section)
+            raise ConfigError(f"{source}: unknown setting {key!r}; [{section or 'top level'}] has {names}")
+        coerced = _coerce(value, spec, f"{source}: {key}")
+        if spec.section:
+            sections[spec.section] = dataclasses.replace(sections[spec.section], **{spec.name: coerced})
+        else:
+            top[spec.name] = coerced
     return dataclasses.replace(config, **sections, **top)
 
 
@@ -222,20 +376,42 @@ def kaggle_notebook_overrides(environ: dict[str, str] | None = None) -> dict[str
     }
 
 
+def _check_choices(config: Config) -> None:
+    values = config.to_dict()
+    for spec in settings():
+        if spec.choices is None:
+            continue
+        value = values[spec.section][spec.name] if spec.section else values[spec.name]
+        items = [v.strip() for v in str(value).split(",") if v.strip()] if spec.each else [value]
+        wrong = [v for v in items if v not in spec.choices]
+        if wrong or not items:
+            raise ConfigError(f"{spec.key} = {value!r}: choose from {', '.join(spec.choices)}")
+
+
+def _check_space(space: dict[str, str]) -> None:
+    known = settings_by_key()
+    for key, spec in space.items():
+        if key not in known or known[key].section in ("", "paths", "tune"):
+            raise ConfigError(
+                f"tune.space has {key!r}, which is not a setting that can be tuned; use dotted names "
+                "such as 'model.backbone' or 'train.head_learning_rate'"
+            )
+        kind, values = parse_space_entry(key, spec)
+        choices = known[key].choices
+        if kind == "choice" and choices and not known[key].each:
+            wrong = [v for v in values if v not in choices]
+            if wrong:
+                raise ConfigError(f"tune.space[{key!r}] has {wrong}: choose from {', '.join(choices)}")
+
+
 def validate(config: Config) -> Config:
-    """Check values that have a fixed set of choices or a range; return the config unchanged."""
-    choices = {
-        "data.resize_mode": (config.data.resize_mode, {"crop", "pad", "stretch"}),
-        "data.cache": (config.data.cache, {"memory", "disk", "none"}),
-        "augment.where": (config.augment.where, {"pipeline", "model"}),
-        "train.mixed_precision": (config.train.mixed_precision, {"auto", "on", "off"}),
-        "train.jit_compile": (config.train.jit_compile, {"auto", "on", "off"}),
-        "predict.average": (config.predict.average, {"auto", "probability", "logit"}),
-        "tune.pruner": (config.tune.pruner, {"median", "hyperband", "none"}),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key} = {value!r}: choose one of {sorted(allowed)}")
+    """Check choices (registries included), ranges and the search space; return the config unchanged."""
+    try:
+        get_competition(config.competition)
+    except KeyError as error:
+        raise ConfigError(str(error.args[0])) from error
+    _check_choices(config)
+    _check_space(config.tune.space)
     if config.data.image_size < 8 or config.data.batch_size < 1:
         raise ConfigError("data.image_size must be >= 8 and data.batch_size >= 1")
     if not 0.0 <= config.augment.crop < 0.5:
@@ -250,24 +426,48 @@ def validate(config: Config) -> Config:
         raise ConfigError("train.folds must be >= 2 (use `train --holdout` for a single split)")
     if config.train.head_epochs < 1 or config.train.fine_epochs < 0:
         raise ConfigError("train.head_epochs must be >= 1 and train.fine_epochs >= 0")
+    if config.tune.workers < 1 or config.tune.trials < 1:
+        raise ConfigError("tune.workers and tune.trials must be >= 1")
     return config
 
 
+def resolve_config_file(name: str | Path) -> Path:
+    """A TOML/JSON file path, or the preset `pipeline/configs/<name>.toml` when `name` is no file."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    preset = PRESETS_DIR / f"{name}.toml"
+    if preset.is_file():
+        return preset
+    presets = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
+    raise ConfigError(
+        f"config file {path} does not exist: pass an existing TOML or JSON file, or a preset ({presets})"
+    )
+
+
+def read_config_file(name: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The settings in a TOML file, a saved config.json, or a preset."""
+    path = resolve_config_file(name)
+    try:
+        if path.suffix == ".json":
+            return path, json.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(
+            f"{path} is not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {error}"
+        ) from error
+
+
 def load_config(
-    toml_path: str | Path | None = None,
+    files: str | Path | list[str | Path] | None = None,
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
-    """Build the run's configuration: code defaults < Kaggle notebook paths < TOML file < flags."""
+    """Build the run's configuration: code defaults < Kaggle notebook paths < files, in order < flags."""
     config = apply_settings(Config(), kaggle_notebook_overrides(environ), "Kaggle notebook paths")
-    if toml_path:
-        path = Path(toml_path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist: pass an existing TOML file to --config")
-        try:
-            values = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    sources = [] if files is None else files if isinstance(files, list) else [files]
+    for source in sources:
+        path, values = read_config_file(source)
         config = apply_settings(config, values, str(path))
     if overrides:
         config = apply_settings(config, {k: v for k, v in overrides.items() if v is not None}, "command line")

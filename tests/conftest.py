@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.acquire.kaggle_api import ENDPOINT_ENV
 from pipeline.competitions import Competition, get_competition
 from pipeline.config import Config, load_config
-from pipeline.demo_data import generate_competition
-from pipeline.kaggle_api import ENDPOINT_ENV
-from pipeline.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
+from pipeline.demo.generate import generate_competition
+from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
 
 SHARED_DATASETS_ENV = "PIPELINE_SHARED_DATASETS"  # .ci/run points it at ../shared/datasets
 
@@ -57,7 +57,7 @@ def tiny_config(data_root: Path, competition: str = "dogs-vs-cats-demo", **overr
 @pytest.fixture(scope="session")
 def demo_index(tmp_path_factory: pytest.TempPathFactory, demo_archive_dir: Path, demo: Competition):
     """The indexed small demo competition (unpacked once per session)."""
-    from pipeline.prepare import prepare_index
+    from pipeline.acquire.index import prepare_index
 
     root = tmp_path_factory.mktemp("data")
     return prepare_index(tiny_config(root, paths__input_root=str(demo_archive_dir.parent)), demo)

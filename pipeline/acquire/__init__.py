@@ -1,0 +1,1 @@
+"""Acquire: the Kaggle API adapter, download, safe unpacking, image validation and the index."""

@@ -1,0 +1,210 @@
+"""Index unpacked images into tables (path, id, label) and set aside files that cannot be used.
+
+`prepare_index` is the stage's entry: unpack the competition if needed, then build the index
+once and reuse it from data/<slug>/index/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from pipeline import layout
+from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
+from pipeline.competitions import Competition
+from pipeline.config import Config
+
+TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}  # what tf.io.decode_image reads; others are converted
+_IGNORED_NAMES = {".unpacked", ".DS_Store", "Thumbs.db"}
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What opening one file found: usable or not, and why."""
+
+    path: str
+    ok: bool
+    reason: str = ""
+    width: int = 0
+    height: int = 0
+    needs_conversion: bool = False
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """The competition's usable images and the files set aside."""
+
+    train: pd.DataFrame  # path, id, label, width, height
+    test: pd.DataFrame  # path, id, width, height
+    rejects: pd.DataFrame  # path, split, reason
+
+    def class_counts(self, classes: tuple[str, ...]) -> dict[str, int]:
+        """Number of training images per class name."""
+        counts = self.train["label"].value_counts()
+        return {name: int(counts.get(i, 0)) for i, name in enumerate(classes)}
+
+
+def check_image(path: Path) -> ImageCheck:
+    """Decode `path` fully (at reduced scale for JPEG) and report whether it is a usable image."""
+    if path.stat().st_size == 0:
+        return ImageCheck(str(path), False, "empty file")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image_format = image.format or ""
+            image.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale, still reading every byte
+            image.load()
+    except UnidentifiedImageError:
+        return ImageCheck(str(path), False, "not an image (unknown format)")
+    except (OSError, SyntaxError, ValueError) as error:
+        return ImageCheck(str(path), False, f"cannot decode: {error}")
+    if width < 2 or height < 2:
+        return ImageCheck(str(path), False, f"image too small ({width}x{height})")
+    return ImageCheck(str(path), True, "", width, height, needs_conversion=image_format not in TF_FORMATS)
+
+
+def convert_to_png(path: Path, out_dir: Path) -> Path:
+    """Write an RGB PNG copy of an image TensorFlow cannot decode (e.g. WebP, TIFF); return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{path.parent.name}-{path.stem}.png"
+    if not target.exists():
+        with Image.open(path) as image:
+            image.convert("RGB").save(target, format="PNG")
+    return target
+
+
+def _check_all(paths: list[Path], workers: int, desc: str) -> list[ImageCheck]:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(tqdm(pool.map(check_image, paths), total=len(paths), desc=desc, unit="img", leave=False))
+
+
+def _index_folder(
+    folder: Path,
+    split: str,
+    parse: Callable[[str], tuple[str, int | None] | None],
+    convert_dir: Path,
+    workers: int,
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    rejects: list[dict[str, str]] = []
+    named: list[tuple[Path, tuple[str, int | None]]] = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _IGNORED_NAMES):
+        parsed = parse(path.name)
+        if parsed is None:
+            rejects.append(
+                {"path": str(path), "split": split, "reason": "file name does not fit the pattern"}
+            )
+        else:
+            named.append((path, parsed))
+    seen: set[str] = set()
+    unique: list[tuple[Path, tuple[str, int | None]]] = []
+    for path, parsed in named:  # e.g. dog.1.jpg beside dog.1.png: the id would be ambiguous
+        if parsed[0] in seen:
+            rejects.append({"path": str(path), "split": split, "reason": f"duplicate id {parsed[0]}"})
+        else:
+            seen.add(parsed[0])
+            unique.append((path, parsed))
+    named = unique
+    rows = []
+    checks = _check_all([p for p, _ in named], workers, f"check {split} images")
+    for (path, parsed), check in zip(named, checks, strict=True):
+        if not check.ok:
+            rejects.append({"path": str(path), "split": split, "reason": check.reason})
+            continue
+        usable = convert_to_png(path, convert_dir) if check.needs_conversion else path
+        rows.append({"path": str(usable), "parsed": parsed, "width": check.width, "height": check.height})
+    return pd.DataFrame(rows, columns=["path", "parsed", "width", "height"]), rejects
+
+
+def build_index(
+    competition: Competition, files: CompetitionFiles, convert_dir: Path, workers: int = 8
+) -> ImageIndex:
+    """Scan, validate and index the train and test folders; no bad file stops the run.
+
+    Images in formats TensorFlow cannot decode are converted to PNG in `convert_dir`.
+    """
+    train, train_rejects = _index_folder(
+        files.train_dir, "train", competition.parse_train_name, convert_dir, workers
+    )
+
+    def parse_test(name: str) -> tuple[str, None] | None:
+        image_id = competition.parse_test_name(name)
+        return None if image_id is None else (image_id, None)
+
+    test, test_rejects = _index_folder(files.test_dir, "test", parse_test, convert_dir, workers)
+    train_table = pd.DataFrame(
+        {
+            "path": train["path"],
+            "id": [p[0] for p in train["parsed"]],
+            "label": pd.Series([p[1] for p in train["parsed"]], dtype="int64"),
+            "width": train["width"].astype("int64"),
+            "height": train["height"].astype("int64"),
+        }
+    )
+    test_table = pd.DataFrame(
+        {
+            "path": test["path"],
+            "id": [p[0] for p in test["parsed"]],
+            "width": test["width"].astype("int64"),
+            "height": test["height"].astype("int64"),
+        }
+    )
+    rejects = pd.DataFrame(train_rejects + test_rejects, columns=["path", "split", "reason"])
+    return ImageIndex(train_table, test_table, rejects)
+
+
+def save_index(index: ImageIndex, index_dir: Path) -> None:
+    """Write train.csv, test.csv and rejects.csv into `index_dir`."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    index.train.to_csv(index_dir / "train.csv", index=False)
+    index.test.to_csv(index_dir / "test.csv", index=False)
+    index.rejects.to_csv(index_dir / "rejects.csv", index=False)
+
+
+def load_index(index_dir: Path) -> ImageIndex | None:
+    """The saved index in `index_dir`, or None if it was never completed."""
+    names = ("train.csv", "test.csv", "rejects.csv")
+    if not all((index_dir / name).is_file() for name in names):
+        return None
+    dtypes = {"id": str, "path": str}
+    return ImageIndex(*(pd.read_csv(index_dir / name, dtype=dtypes, keep_default_na=False) for name in names))
+
+
+def prepare_index(config: Config, competition: Competition, rebuild: bool = False) -> ImageIndex:
+    """Unpack the competition (if needed) and return its index, building it on first use."""
+    target = layout.index_dir(config)
+    if not rebuild and (saved := load_index(target)) is not None:
+        return saved
+    files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
+    index = build_index(competition, files, layout.converted_dir(config), config.data.validation_workers)
+    save_index(index, target)
+    config.save(target / "config.json")
+    return index
+
+
+def sample_submission(config: Config, competition: Competition) -> pd.DataFrame:
+    """The competition's sample submission (unpacking it first if needed)."""
+    files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
+    return pd.read_csv(files.sample_submission)
+
+
+def describe_index(index: ImageIndex, competition: Competition, where: Path) -> str:
+    """A short report: images per class, test images, rejected files and where they are listed."""
+    counts = index.class_counts(competition.classes)
+    lines = [f"Index of {competition.slug} in {where}:"]
+    lines += [f"  train {name:>8}: {count:,}" for name, count in counts.items()]
+    lines.append(f"  test {'':>9}  {len(index.test):,}")
+    if len(index.rejects):
+        lines.append(
+            f"  rejected: {len(index.rejects)} file(s), listed with the reason in {where / 'rejects.csv'}"
+        )
+        for row in index.rejects.head(5).itertuples():
+            lines.append(f"    {Path(row.path).name}: {row.reason}")
+    else:
+        lines.append("  rejected: none")
+    return "\n".join(lines)

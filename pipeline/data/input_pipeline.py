@@ -1,0 +1,159 @@
+"""From the image index to batches: a tf.data input pipeline.
+
+read -> decode (any JPEG/PNG/GIF/BMP, grayscale and CMYK as RGB) -> resize keeping the aspect
+ratio (box filter when shrinking) -> cache (uint8) -> shuffle -> batch -> augment -> MixUp/CutMix -> prefetch. Images leave
+as float32 in [0, 255]; labels as float32 (B, 1) for two classes, one-hot (B, C) otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from pipeline import layout
+from pipeline.config import Config
+from pipeline.data.augment import build_augmenter, build_eval_crop, build_mixers, load_size
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_image(path: tf.Tensor) -> tf.Tensor:
+    """Read and decode one image file as uint8 RGB, whatever its format or colour model."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _scale(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Resize with a box filter when shrinking (antialiased, and cheap) and bilinear when enlarging."""
+    shrinking = tf.shape(image)[0] * tf.shape(image)[1] > height * width
+    size = tf.stack([height, width])
+    return tf.cond(
+        shrinking,
+        lambda: tf.image.resize(image, size, method="area"),
+        lambda: tf.image.resize(image, size, method="bilinear"),
+    )
+
+
+def resize_image(image: tf.Tensor, size: int, mode: str) -> tf.Tensor:
+    """One uint8 image to size x size float32: `crop` takes the centre square first, `pad` letterboxes
+    with black, `stretch` distorts. About twice as fast as an antialiased keras.layers.Resizing."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    if mode == "crop":
+        side = tf.minimum(height, width)
+        image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
+        return _scale(image, size, size)
+    if mode == "stretch":
+        return _scale(image, size, size)
+    scale = size / tf.cast(tf.maximum(height, width), tf.float32)
+    new_height = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+    new_width = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+    scaled = _scale(image, new_height, new_width)
+    return tf.image.pad_to_bounding_box(scaled, (size - new_height) // 2, (size - new_width) // 2, size, size)
+
+
+def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Float targets: a column of 0/1 for two classes, one-hot rows for more."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if num_classes == 2:
+        return labels.astype(np.float32).reshape(-1, 1)
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def _cache_file(cache_dir: Path, paths: list[str], size: int, mode: str) -> str:
+    digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:12]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"images-{size}px-{mode}-{digest}"
+    for stale_lock in cache_dir.glob(f"{target.name}*.lockfile"):  # left by an interrupted run
+        stale_lock.unlink()
+    return str(target)
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    config: Config,
+    training: bool,
+    num_classes: int = 2,
+    cache_dir: Path | None = None,
+) -> tf.data.Dataset:
+    """Batches of (images, labels) from an index table, or images alone if it has no `label`.
+
+    With `training`, images are shuffled and augmented (augmentation in the model is left to
+    the model when `augment.where = "model"`); otherwise order is kept and only a centre crop
+    (if cropping is on) is applied.
+    """
+    data, aug = config.data, config.augment
+    seed = data.seed
+    has_labels = "label" in frame.columns
+    if training:  # randomise the cached order once: an index sorted by class must not give one-class batches
+        frame = frame.sample(frac=1.0, random_state=seed)
+    paths = frame["path"].astype(str).tolist()
+    side = load_size(data.image_size, aug.crop)
+
+    def load(path: tf.Tensor) -> tf.Tensor:
+        image = resize_image(decode_image(path), side, data.resize_mode)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+    if has_labels:
+        labels = encode_labels(frame["label"].to_numpy(), num_classes)
+        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(paths)
+    if training and data.cache == "none":  # nothing cached: shuffling file names is free
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    order = data.deterministic or not training
+    if has_labels:
+        dataset = dataset.map(lambda p, y: (load(p), y), num_parallel_calls=AUTOTUNE, deterministic=order)
+    else:
+        dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=order)
+    if data.cache == "memory":
+        dataset = dataset.cache()
+    elif data.cache == "disk":
+        folder = cache_dir or layout.image_cache_dir(config)
+        dataset = dataset.cache(_cache_file(folder, paths, side, data.resize_mode))
+    return _finish(dataset, config, training, has_labels, len(paths))
+
+
+def _finish(
+    dataset: tf.data.Dataset, config: Config, training: bool, has_labels: bool, n: int
+) -> tf.data.Dataset:
+    data, aug = config.data, config.augment
+    seed = data.seed
+    if training and data.cache != "none":
+        dataset = dataset.shuffle(min(data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(data.batch_size, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def to_float(images: tf.Tensor) -> tf.Tensor:
+        return tf.cast(images, tf.float32)
+
+    augmenter = build_augmenter(aug, data.image_size, seed) if training and aug.where == "pipeline" else None
+    crop = None if training else build_eval_crop(aug, data.image_size)
+    if augmenter is not None:
+        transform = lambda x: augmenter(to_float(x), training=True)  # noqa: E731
+    elif crop is not None:
+        transform = lambda x: crop(to_float(x))  # noqa: E731
+    else:
+        transform = to_float
+    # Random layers draw from a shared seed state: parallel calls would take its values in a
+    # racy order, so a deterministic run augments one batch at a time.
+    parallel = None if training and data.deterministic else AUTOTUNE
+    if has_labels:
+        dataset = dataset.map(lambda x, y: (transform(x), y), num_parallel_calls=parallel)
+    else:
+        dataset = dataset.map(transform, num_parallel_calls=parallel)
+    if training and has_labels:
+        for mixer in build_mixers(aug, seed):
+            dataset = dataset.map(lambda x, y, layer=mixer: _mix(layer, x, y), num_parallel_calls=parallel)
+    options = tf.data.Options()
+    options.deterministic = data.deterministic or not training
+    return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def _mix(layer: keras.layers.Layer, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    mixed = layer({"images": images, "labels": labels}, training=True)
+    return mixed["images"], mixed["labels"]

@@ -1,0 +1,1 @@
+"""Demo: a generated competition and the sandbox Kaggle server that serves it offline."""

@@ -1,0 +1,344 @@
+"""A local stand-in for the Kaggle API, bound to 127.0.0.1, for the demo and the tests.
+
+It speaks the protocol the official client uses (`POST /v1/<service>/<Rpc>` with camelCase JSON;
+a download answers 302 to the archive's URL) and serves every folder it is given that holds a
+competition archive in Kaggle's layout (`<slug>.zip`, optionally beside a hidden `solution.csv`).
+Point the pipeline at it with PIPELINE_KAGGLE_ENDPOINT=http://127.0.0.1:<port>.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import email.utils
+import io
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, log_loss
+
+from pipeline.competitions import UnknownCompetitionError, get_competition
+
+SANDBOX_USERNAME = "sandbox"
+SANDBOX_KEY = "sandbox-key"  # not a secret: the sandbox accepts only this pair
+_RPC = re.compile(r"^(?:/api)?/v1/(?P<service>[\w.]+)/(?P<rpc>\w+)$")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class SandboxState:
+    """What the sandbox serves and how it misbehaves on purpose."""
+
+    archives: dict[str, Path]  # slug -> <slug>.zip
+    username: str = SANDBOX_USERNAME
+    key: str = SANDBOX_KEY
+    rules_not_accepted: set[str] = field(default_factory=set)
+    fail_next: list[int] = field(default_factory=list)  # statuses for the next RPCs, one each
+    fail_uploads: bool = False  # answer submission uploads with 500
+    team: str = "sandbox-team"
+    calls: list[str] = field(default_factory=list)
+    uploads: dict[str, dict] = field(default_factory=dict)  # token -> {"name", "data"}
+    submissions: list[dict] = field(default_factory=list)  # newest last
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _metric(slug: str) -> str:
+    try:
+        return get_competition(slug).metric
+    except UnknownCompetitionError:
+        return "log_loss"
+
+
+def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple[float, float]:
+    """(public, private) score of a submission CSV against the hidden solution, as Kaggle splits it.
+
+    The public part is a fixed half of the test ids; raises ValueError with Kaggle-like reasons.
+    """
+    if not solution_path.is_file():
+        raise ValueError("this competition has no solution.csv in the sandbox, so it cannot be scored")
+    solution = pd.read_csv(solution_path)
+    id_col, label_col = solution.columns[:2]
+    try:
+        table = pd.read_csv(io.BytesIO(submission))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"could not parse the submission: {error}") from error
+    if list(table.columns) != list(solution.columns[:2]):
+        raise ValueError(f"expected columns {list(solution.columns[:2])}, got {list(table.columns)}")
+    merged = solution.merge(table, on=id_col, how="left", suffixes=("", "_submitted"))
+    predicted = pd.to_numeric(merged[f"{label_col}_submitted"], errors="coerce")
+    if predicted.isna().any() or len(table) != len(solution):
+        raise ValueError("the submission must have exactly one numeric row per test id")
+    public = np.random.default_rng(0).permutation(len(solution)) < len(solution) // 2
+    scores = []
+    for part in (public, ~public):
+        truth, guess = merged[label_col][part].to_numpy(), predicted[part].to_numpy()
+        if _metric(slug) == "accuracy":
+            scores.append(float(accuracy_score(truth, guess.round().astype(int))))
+        else:
+            scores.append(float(log_loss(truth, np.clip(guess, 1e-15, 1 - 1e-15), labels=[0, 1])))
+    return scores[0], scores[1]
+
+
+def find_archives(folders: Iterable[Path]) -> dict[str, Path]:
+    """Map each competition slug to its archive, from folders holding `<slug>.zip`."""
+    archives: dict[str, Path] = {}
+    for folder in folders:
+        for archive in sorted(Path(folder).glob("*.zip")):
+            archives[archive.stem] = archive.resolve()
+    return archives
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "KaggleSandbox/1.0"
+    state: SandboxState  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: tests and demo print enough
+        return
+
+    def _json(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"code": status, "message": message})
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            user, _, key = base64.b64decode(header[6:]).decode(errors="replace").partition(":")
+            return (user, key) == (self.state.username, self.state.key)
+        return False
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        if "://" in path:  # absolute-form through a proxy
+            path = "/" + path.split("://", 1)[1].split("/", 1)[1]
+        match = _RPC.match(path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        if match is None:
+            return self._error(404, f"no such endpoint {path}")
+        rpc = match.group("rpc")
+        with self.state.lock:
+            self.state.calls.append(rpc)
+            injected = self.state.fail_next.pop(0) if self.state.fail_next else None
+        if injected is not None:
+            return self._error(injected, f"injected failure {injected}")
+        if rpc == "IntrospectToken":  # the client checks access tokens first; the sandbox knows none
+            return self._json(200, {"active": False})
+        if not self._authorized():
+            return self._error(401, "Unauthenticated: bad username or key")
+        handler = getattr(self, f"rpc_{rpc}", None)
+        if handler is None:
+            return self._error(404, f"the sandbox does not implement {match.group('service')}/{rpc}")
+        return handler(request)
+
+    def _competition(self, request: dict) -> str | None:
+        slug = request.get("competitionName", "")
+        if slug not in self.state.archives:
+            self._error(404, f"Competition {slug!r} not found")
+            return None
+        if slug in self.state.rules_not_accepted:
+            self._error(403, "You must accept this competition's rules before you can download files")
+            return None
+        return slug
+
+    def rpc_DownloadDataFiles(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", f"http://{self.headers.get('Host')}/files/{slug}.zip")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def rpc_StartSubmissionUpload(self, request: dict) -> None:
+        if self._competition(request) is None:
+            return
+        token = secrets.token_hex(8)
+        with self.state.lock:
+            self.state.uploads[token] = {"name": request.get("fileName", "submission.csv"), "data": None}
+        host = self.headers.get("Host")
+        self._json(200, {"token": token, "createUrl": f"http://{host}/upload/{token}"})
+
+    def do_PUT(self) -> None:
+        match = re.match(r"^/upload/(?P<token>\w+)$", self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if match is None or match.group("token") not in self.state.uploads:
+            return self._error(404, "no such upload")
+        if self.state.fail_uploads:
+            return self._error(500, "upload storage unavailable")
+        with self.state.lock:
+            self.state.uploads[match.group("token")]["data"] = body
+        return self._json(200, {})
+
+    def rpc_CreateSubmission(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        upload = self.state.uploads.pop(request.get("blobFileTokens", ""), None)
+        if upload is None or upload["data"] is None:
+            return self._error(400, "unknown blobFileTokens: upload the file first")
+        data = upload["data"]
+        entry = {
+            "ref": int(time.time()) * 100 + len(self.state.submissions) % 100,  # unique across restarts
+            "totalBytes": len(data),
+            "date": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
+            "description": request.get("submissionDescription", ""),
+            "fileName": upload["name"],
+            "teamName": self.state.team,
+            "submittedBy": self.state.username,
+            "competition": slug,
+        }
+        try:
+            public, private = score_submission(
+                slug, data, self.state.archives[slug].with_name("solution.csv")
+            )
+            entry.update(status="COMPLETE", publicScore=f"{public:.5f}", privateScore=f"{private:.5f}")
+        except ValueError as error:
+            entry.update(status="ERROR", errorDescription=str(error), publicScore="", privateScore="")
+        with self.state.lock:
+            self.state.submissions.append(entry)
+        self._json(200, {"message": f"Successfully submitted to {slug}", "ref": entry["ref"]})
+
+    def rpc_ListSubmissions(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        mine = [
+            {k: v for k, v in s.items() if k != "competition"}
+            for s in reversed(self.state.submissions)
+            if s["competition"] == slug
+        ]
+        self._json(200, {"submissions": mine})
+
+    def rpc_GetLeaderboard(self, request: dict) -> None:
+        slug = self._competition(request)
+        if slug is None:
+            return
+        higher_is_better = _metric(slug) == "accuracy"
+        scored = [s for s in self.state.submissions if s["competition"] == slug and s["status"] == "COMPLETE"]
+        rows = []
+        if scored:
+            best = (max if higher_is_better else min)(scored, key=lambda s: float(s["publicScore"]))
+            rows.append(
+                {
+                    "teamId": 1,
+                    "teamName": self.state.team,
+                    "submissionDate": best["date"],
+                    "score": best["publicScore"],
+                }
+            )
+        baseline = "0.50000" if higher_is_better else f"{np.log(2):.5f}"  # a constant guess
+        rows.append(
+            {
+                "teamId": 2,
+                "teamName": "constant 0.5 baseline",
+                "submissionDate": "2013-09-25T00:00:00.000Z",
+                "score": baseline,
+            }
+        )
+        rows.sort(key=lambda r: float(r["score"]), reverse=higher_is_better)
+        self._json(200, {"submissions": rows})
+
+    def do_GET(self) -> None:
+        match = re.match(r"^/files/(?P<slug>[\w.-]+)\.zip$", self.path.split("?")[0])
+        archive = self.state.archives.get(match.group("slug")) if match else None
+        if archive is None:
+            return self._error(404, "no such file")
+        size = archive.stat().st_size
+        start = 0
+        ranged = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+        if ranged:
+            start = int(ranged.group(1))
+            if start >= size:
+                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        self.send_response(HTTPStatus.PARTIAL_CONTENT if ranged else HTTPStatus.OK)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Last-Modified", email.utils.formatdate(archive.stat().st_mtime, usegmt=True))
+        self.send_header("ETag", f'"{size}-{int(archive.stat().st_mtime)}"')
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.end_headers()
+        with archive.open("rb") as source:
+            source.seek(start)
+            while chunk := source.read(_CHUNK):
+                self.wfile.write(chunk)
+
+
+class SandboxServer:
+    """The sandbox in a background thread: `with SandboxServer(state) as server: server.url`."""
+
+    def __init__(self, state: SandboxState, port: int = 0):
+        handler = type("Handler", (_Handler,), {"state": state})
+        self.state = state
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The endpoint to put in PIPELINE_KAGGLE_ENDPOINT."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SandboxServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def sandbox_environment(url: str) -> Iterator[None]:
+    """Point the Kaggle adapter at the sandbox with its own credentials, restoring the environment after."""
+    from pipeline.acquire.kaggle_api import ENDPOINT_ENV
+
+    values = {ENDPOINT_ENV: url, "KAGGLE_USERNAME": SANDBOX_USERNAME, "KAGGLE_KEY": SANDBOX_KEY}
+    saved = {key: os.environ.get(key) for key in [*values, "KAGGLE_API_TOKEN"]}
+    os.environ.update(values)
+    os.environ.pop("KAGGLE_API_TOKEN", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,1 @@
+"""Fit: splits, two-phase training, cross-validation, tuning, metrics."""

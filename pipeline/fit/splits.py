@@ -1,0 +1,55 @@
+"""Stratified folds, saved once so that tuning, training and re-runs all use the same split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from pipeline import layout
+from pipeline.acquire.index import ImageIndex
+from pipeline.config import Config
+
+
+def assign_folds(train: pd.DataFrame, n_splits: int, seed: int) -> pd.DataFrame:
+    """A table (id, label, fold) giving every training image one validation fold."""
+    folds = np.zeros(len(train), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for fold, (_, validation) in enumerate(splitter.split(np.zeros(len(train)), train["label"])):
+        folds[validation] = fold
+    return pd.DataFrame(
+        {"id": train["id"].astype(str).to_numpy(), "label": train["label"].to_numpy(), "fold": folds}
+    )
+
+
+def load_or_assign_folds(train: pd.DataFrame, n_splits: int, seed: int, path: Path) -> pd.Series:
+    """The fold of each row of `train` (aligned to its index), from the saved file at `path` when it
+    matches the images; otherwise assigned again and saved there."""
+    keys = train["id"].astype(str) + "/" + train["label"].astype(str)
+    if path.is_file():
+        saved = pd.read_csv(path, dtype={"id": str})
+        saved_keys = saved["id"] + "/" + saved["label"].astype(str)
+        if set(saved_keys) == set(keys):
+            return pd.Series(
+                keys.map(dict(zip(saved_keys, saved["fold"], strict=True))).to_numpy(), index=train.index
+            )
+        print(f"{path} does not match the current index (images changed); assigning the folds again.")
+    table = assign_folds(train, n_splits, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return pd.Series(table["fold"].to_numpy(), index=train.index)
+
+
+def kfold_assignment(config: Config, index: ImageIndex) -> pd.Series:
+    """The fold of every training image under the configured k-fold split (train.folds)."""
+    k = config.train.folds
+    return load_or_assign_folds(index.train, k, config.data.seed, layout.folds_file(config, k))
+
+
+def holdout_split(config: Config, index: ImageIndex) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation): fold 0 of the saved stratified k-fold split with k = 1 / validation_fraction."""
+    k = max(2, round(1 / config.train.validation_fraction))
+    folds = load_or_assign_folds(index.train, k, config.data.seed, layout.folds_file(config, k))
+    return index.train[folds != 0], index.train[folds == 0]

@@ -1,0 +1,216 @@
+"""Optuna search of the transfer-learning recipe: resumable, prunable, shareable between workers.
+
+Every trial trains on the same saved stratified split (fold 0, as `train --holdout`) and is
+scored by validation log loss; accuracy and MCC are stored as trial attributes. Storage is a
+journal file under runs/ by default, or any RDB URL (PostgreSQL, MySQL) shared by workers on
+several machines. A study name continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna_integration import KerasPruningCallback
+
+from pipeline import layout
+from pipeline.acquire.index import ImageIndex
+from pipeline.competitions import Competition
+from pipeline.config import Config, ConfigError, apply_settings, parse_space_entry, validate
+from pipeline.fit.splits import holdout_split
+from pipeline.fit.train import train_run
+
+
+def suggest(trial: optuna.Trial, space: dict[str, str]) -> dict[str, Any]:
+    """Draw one value for every search-space entry; keys are dotted setting names (model.backbone...)."""
+    params: dict[str, Any] = {}
+    for key, spec in space.items():
+        kind, values = parse_space_entry(key, spec)
+        if kind == "choice":
+            params[key] = trial.suggest_categorical(key, values)
+        elif kind == "int":
+            params[key] = trial.suggest_int(key, values[0], values[1])
+        else:
+            params[key] = trial.suggest_float(key, values[0], values[1], log=kind == "log")
+    return params
+
+
+def with_params(config: Config, params: dict[str, Any]) -> Config:
+    """`config` with tuned settings (dotted names) applied."""
+    return validate(apply_settings(config, params, "tuned parameters"))
+
+
+def open_storage(config: Config) -> optuna.storages.BaseStorage:
+    """The configured RDB (with heartbeats: a killed worker's trial is failed and retried once),
+    or a journal file under the study's folder."""
+    if config.tune.storage:
+        return optuna.storages.RDBStorage(
+            config.tune.storage,
+            heartbeat_interval=60,
+            grace_period=180,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
+    path = layout.study_journal(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+    """Median (default), Hyperband, or no pruning, stepping on the shared epoch timeline."""
+    if config.tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1)
+    if config.tune.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+
+
+def load_study(config: Config, worker: int = 0) -> optuna.Study:
+    """Create or continue the configured study, with a TPE sampler seeded per worker."""
+    return optuna.create_study(
+        study_name=config.tune.study,
+        storage=open_storage(config),
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=config.data.seed + worker),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+
+
+def fail_interrupted_trials(config: Config) -> list[int]:
+    """Mark trials left RUNNING by a killed `tune` as failed and return their numbers.
+
+    For journal files, which assume one `tune` command at a time per file; RDB storages do this
+    themselves through heartbeats. Call after the study exists and before any worker starts.
+    """
+    storage = open_storage(config)
+    if not isinstance(storage, JournalStorage):
+        return []
+    study_id = storage.get_study_id_from_name(config.tune.study)
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    if running:
+        print(f"Trials {[t.number for t in running]} were interrupted in an earlier run; marked as failed.")
+    return [t.number for t in running]
+
+
+def objective(trial: optuna.Trial, config: Config, competition: Competition, index: ImageIndex) -> float:
+    """Validation log loss of the recipe drawn for `trial`, on the saved holdout split."""
+    params = suggest(trial, config.tune.space)
+    trial_config = with_params(config, params)
+    train, validation = holdout_split(config, index)  # the base seed and fraction: the same split for all
+    run_dir = layout.study_dir(config) / f"trial-{trial.number:04d}"
+    try:
+        result = train_run(
+            trial_config,
+            competition,
+            train,
+            validation,
+            run_dir,
+            callbacks=[KerasPruningCallback(trial, "val_loss"), keras.callbacks.TerminateOnNaN()],
+            verbose=0,
+        )
+    finally:
+        keras.backend.clear_session()
+    for key in ("accuracy", "mcc", "roc_auc"):
+        trial.set_user_attr(key, result.metrics[key])
+    loss = result.metrics["log_loss"]
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"trial {trial.number} diverged (log loss {loss})")
+    return loss
+
+
+def run_worker(config: Config, competition: Competition, index: ImageIndex, worker: int = 0) -> optuna.Study:
+    """Run this worker's trials; failures (NaN, out of memory) are recorded as failed and the study goes on."""
+    study = load_study(config, worker)
+    study.optimize(
+        lambda trial: objective(trial, config, competition, index),
+        n_trials=config.tune.trials,
+        timeout=config.tune.timeout or None,
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+    return study
+
+
+def best_params(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's parameters as dotted setting names, ready for `train --params`."""
+    return dict(study.best_trial.params)
+
+
+def summarize(config: Config, study: optuna.Study, top: int = 10) -> Path | None:
+    """Print the top trials, save best_params.json and the history and importance plots."""
+    out = layout.study_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    counts = frame["state"].value_counts().to_dict()
+    print(f"Study {study.study_name}: {len(frame)} trials {counts}")
+    finished = frame[frame["state"] == "COMPLETE"].sort_values("value")
+    if finished.empty:
+        print("No trial finished yet.")
+        return None
+    print(finished.head(top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    path = out / "best_params.json"
+    best = {"trial": study.best_trial.number, "value": study.best_value, "params": best_params(study)}
+    path.write_text(json.dumps(best, indent=2) + "\n")
+    print(f"Best trial {best['trial']}: log loss {best['value']:.4f}; parameters in {path}")
+    _plots(study, out)
+    return path
+
+
+def _plots(study: optuna.Study, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    for name, draw in (
+        ("optimization_history", optuna_plots.plot_optimization_history),
+        ("param_importances", optuna_plots.plot_param_importances),
+    ):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axis = draw(study)
+        except (ValueError, RuntimeError) as error:  # importances need two finished trials
+            print(f"{name}: not drawn ({error})")
+            continue
+        axis.figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+        plt.close(axis.figure)
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """The settings saved by `summarize` (or any JSON file {setting: value} / {"params": {...}})."""
+    if not path.is_file():
+        raise ConfigError(
+            f"parameters file {path} does not exist: run `make tune` first, or pass a JSON file."
+        )
+    data = json.loads(path.read_text())
+    return data.get("params", data)
+
+
+def best_params_path(config: Config) -> Path:
+    """Where `summarize` saves the best parameters of the configured study."""
+    return layout.study_dir(config) / "best_params.json"
+
+
+def run_worker_processes(config: Config) -> list[int]:
+    """Run `tune.workers` worker processes on one study; return the indexes of those that failed.
+
+    Each worker is `python -m pipeline tune` on the resolved configuration, saved beside the study.
+    """
+    resolved = layout.study_dir(config) / "config.json"
+    config.save(resolved)
+    command = [sys.executable, "-m", "pipeline", "tune", "--config", str(resolved), "--workers", "1"]
+    workers = [subprocess.Popen([*command, "--worker-index", str(i)]) for i in range(config.tune.workers)]
+    return [i for i, worker in enumerate(workers) if worker.wait() != 0]

@@ -1,0 +1,161 @@
+"""The pipeline's steps as public functions of a `Config`: what the CLI, the Makefile, a notebook
+and a Kaggle kernel all call.
+
+    config = load_config("demo")        # or load_config("run.toml", {"data.image_size": 160})
+    download(config); train(config); submission = predict(config); submit(config, submission)
+
+Heavy libraries (TensorFlow, the Kaggle client) are imported inside the steps that need them, so
+`submit`, `leaderboard` and every `--help` start without TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline import layout
+from pipeline.competitions import get_competition
+from pipeline.config import Config
+
+if TYPE_CHECKING:
+    from pipeline.acquire.index import ImageIndex
+
+
+def download(config: Config, force: bool = False) -> ImageIndex:
+    """Download the competition through the Kaggle API (unless attached or complete), unpack, index."""
+    from pipeline.acquire.download import download_competition, is_downloaded
+    from pipeline.acquire.kaggle_api import KaggleGateway
+
+    competition = get_competition(config.competition)
+    source, target = layout.input_dir(config), layout.competition_dir(config)
+    if source != target and source.is_dir():
+        print(f"Competition files are attached at {source}; nothing to download.")
+        archive_is_new = False
+    else:
+        archive_is_new = force or not is_downloaded(competition, target)
+        download_competition(competition, target, KaggleGateway(), force=force)
+    return index(config, rebuild=archive_is_new)
+
+
+def index(config: Config, rebuild: bool = False) -> ImageIndex:
+    """Unpack and index competition files already on disk (no network); print what was found."""
+    from pipeline.acquire.index import describe_index, prepare_index
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition, rebuild=rebuild)
+    print(describe_index(found, competition, layout.index_dir(config)))
+    return found
+
+
+def preview(config: Config, batches: int = 3) -> Path:
+    """Draw a few augmented training batches, report on them and save a picture grid; return its path."""
+    from pipeline.acquire.index import prepare_index
+    from pipeline.data.preview import preview_batches
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)
+    out_dir = layout.preview_dir(config)
+    config.save(out_dir / "config.json")
+    picture = out_dir / "batch.png"
+    report = preview_batches(found.train, config, competition, picture, batches)
+    print(f"Training pipeline: {report}")
+    print(f"First augmented batch saved as {picture}")
+    return picture
+
+
+def train(config: Config, holdout: bool = False) -> Path:
+    """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run folder."""
+    from pipeline.acquire.index import prepare_index
+    from pipeline.fit.cross_validation import train_kfold
+    from pipeline.fit.train import train_holdout
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)
+    if holdout:
+        return train_holdout(config, competition, found).run_dir
+    return train_kfold(config, competition, found).run_dir
+
+
+def predict(config: Config) -> Path:
+    """Predict the test set with a finished run (k-fold or holdout) and TTA; write the validated
+    submission CSV and return its path."""
+    from pipeline.acquire.index import prepare_index, sample_submission
+    from pipeline.infer.predict import find_run_or_explain, predict_run
+    from pipeline.submit.upload import write_run_submission
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)
+    run_dir = find_run_or_explain(config)
+    prediction = predict_run(config, competition, found, run_dir)
+    sample = sample_submission(config, competition)
+    return write_run_submission(
+        config, competition, run_dir.name, prediction.test, sample, found.train["label"]
+    )
+
+
+def submit(config: Config, file: Path | None = None) -> int:
+    """Validate a submission CSV (default: the newest of the configured run), upload it, record it
+    in the ledger; return Kaggle's reference."""
+    from pipeline.acquire.index import sample_submission
+    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.submit.upload import latest_submission_or_explain, submit_file
+
+    competition = get_competition(config.competition)
+    chosen = file or latest_submission_or_explain(config)
+    return submit_file(config, competition, chosen, sample_submission(config, competition), KaggleGateway())
+
+
+def leaderboard(config: Config) -> None:
+    """Merge Kaggle's scores into the ledger, print it, plot CV against public score, show the rank."""
+    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.submit.upload import show_leaderboard
+
+    show_leaderboard(config, get_competition(config.competition), KaggleGateway())
+
+
+def tune(config: Config, worker_index: int | None = None) -> None:
+    """Search the recipe with Optuna: `tune.workers` processes on one study, resumable at will."""
+    from pipeline.acquire.index import prepare_index
+    from pipeline.fit.tune import (
+        fail_interrupted_trials,
+        load_study,
+        run_worker,
+        run_worker_processes,
+        summarize,
+    )
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)
+    if worker_index is not None:  # one worker process of a pool started below
+        run_worker(config, competition, found, worker=worker_index)
+        return
+    load_study(config)
+    fail_interrupted_trials(config)
+    if config.tune.workers == 1:
+        summarize(config, run_worker(config, competition, found))
+        return
+    failed = run_worker_processes(config)
+    if failed:
+        print(f"warning: worker(s) {failed} ended with an error; their finished trials are kept.")
+    summarize(config, load_study(config))
+
+
+def demo(config: Config) -> None:
+    """The whole flow offline on the generated demo competition, served by the sandbox Kaggle API:
+    download, index, preview, k-fold training, prediction, submission and leaderboard."""
+    from pipeline.demo.generate import generate_competition
+    from pipeline.demo.sandbox import SandboxServer, SandboxState, find_archives, sandbox_environment
+
+    competition = get_competition(config.competition)
+    served = layout.sandbox_dir(config)
+    if not (served / competition.archive).is_file():
+        print(f"Generating the demo competition in {served} ...")
+        generate_competition(competition, served)
+    with SandboxServer(SandboxState(find_archives([served]))) as server, sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url}")
+        download(config)
+        preview(config, batches=2)
+        train(config)
+        submission = predict(config)
+        submit(config, submission)
+        leaderboard(config)

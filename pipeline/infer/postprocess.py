@@ -1,0 +1,63 @@
+"""Combining predictions: averaging space, clipping and threshold, each chosen on out-of-fold data.
+
+Pure functions on arrays; nothing here touches a model or a file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, log_loss
+
+from pipeline.fit.metrics import EPSILON
+
+CLIP_CANDIDATES = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities (clipped away from 0 and 1)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
+    return np.log(p) - np.log1p(-p)
+
+
+def average(predictions: np.ndarray, space: str) -> np.ndarray:
+    """Mean over the first axis of (members, images) probabilities, in probability or logit space."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if space == "probability":
+        return predictions.mean(axis=0)
+    if space == "logit":
+        return 1.0 / (1.0 + np.exp(-logit(predictions).mean(axis=0)))
+    raise ValueError(f"unknown averaging space {space!r}: use 'probability' or 'logit'")
+
+
+def choose_space(predictions: np.ndarray, labels: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The averaging space with the lower log loss on out-of-fold (members, images) predictions."""
+    losses = {
+        space: float(
+            log_loss(labels, np.clip(average(predictions, space), EPSILON, 1 - EPSILON), labels=[0, 1])
+        )
+        for space in ("probability", "logit")
+    }
+    return min(losses, key=losses.__getitem__), losses
+
+
+def clip(probabilities: np.ndarray, c: float) -> np.ndarray:
+    """Probabilities clipped to [c, 1 - c]: bounds the log-loss cost of a confident mistake."""
+    return np.clip(np.asarray(probabilities, dtype=np.float64), c, 1 - c)
+
+
+def choose_clip(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(c, out-of-fold log loss) of the clip value among CLIP_CANDIDATES that minimises log loss."""
+    scores = {
+        c: float(log_loss(labels, clip(probabilities, max(c, EPSILON)), labels=[0, 1]))
+        for c in CLIP_CANDIDATES
+    }
+    best = min(scores, key=scores.__getitem__)
+    return best, scores[best]
+
+
+def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(threshold, out-of-fold accuracy) of the cut that maximises accuracy (ties: nearest 0.5)."""
+    candidates = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    accuracies = [accuracy_score(labels, (probabilities >= t).astype(int)) for t in candidates]
+    best = max(range(len(candidates)), key=lambda i: (accuracies[i], -abs(candidates[i] - 0.5)))
+    return float(candidates[best]), float(accuracies[best])

@@ -1,0 +1,1 @@
+"""Model: the backbone registry, the classifier built on it, and device setup."""

@@ -1,0 +1,1 @@
+"""Submit: submission files, upload through the Kaggle API, the ledger and leaderboard."""

@@ -1,0 +1,117 @@
+"""The edges of the submission flow: write the CSV, upload it, track it on the leaderboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import layout
+from pipeline.acquire.kaggle_api import KaggleError, KaggleGateway
+from pipeline.competitions import Competition
+from pipeline.config import Config
+from pipeline.submit.ledger import merge_remote, plot_cv_against_public, read_ledger, record
+from pipeline.submit.submission_file import (
+    SubmissionError,
+    build_submission,
+    prior,
+    validate_submission,
+)
+
+
+def cv_score(run_dir: Path, competition: Competition) -> float | None:
+    """The run's out-of-fold (holdout: validation) score in the competition's metric, if predict has run."""
+    path = run_dir / "ensemble.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    if competition.metric == "log_loss":
+        return report.get("oof_with_tta_and_clip", report["oof_with_tta"])["log_loss"]
+    return report.get("oof_accuracy_at_threshold", report["oof_with_tta"]["accuracy"])
+
+
+def write_run_submission(
+    config: Config,
+    competition: Competition,
+    run: str,
+    predictions: pd.DataFrame,
+    sample: pd.DataFrame,
+    train_labels: pd.Series,
+) -> Path:
+    """Build, validate and save the submission CSV of a run's test predictions."""
+    table, missing = build_submission(competition, predictions, sample, prior(train_labels.to_numpy()))
+    if missing:
+        print(
+            f"warning: {len(missing)} test image(s) could not be read; they get the class prior: {missing[:10]}"
+        )
+    validate_submission(table, sample, competition)
+    path = layout.new_submission_path(config, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False, float_format="%.6f")
+    print(f"Submission written: {path} ({len(table):,} rows, validated against the sample submission)")
+    return path
+
+
+def latest_submission_or_explain(config: Config) -> Path:
+    """The newest submission file of the configured run, or a FileNotFoundError saying what to run."""
+    found = layout.latest_submission(config)
+    if found is None:
+        raise FileNotFoundError(
+            f"no submission of run {config.predict.run or layout.run_name(config)} in "
+            f"{layout.submissions_dir(config)}: run `make predict` first, or pass --file."
+        )
+    return found
+
+
+def submit_file(
+    config: Config, competition: Competition, path: Path, sample: pd.DataFrame, gateway: KaggleGateway
+) -> int:
+    """Validate `path`, upload it, and record the attempt in the ledger whatever happens.
+
+    The run (and so the CV score) is read from the file name that `predict` gave it.
+    """
+    run = layout.submission_run(path, competition.slug) or ""
+    score = cv_score(layout.competition_runs(config) / run, competition) if run else None
+    row = {
+        "competition": competition.slug,
+        "file": path.name,
+        "run": run,
+        "cv_score": "" if score is None else score,
+    }
+    try:
+        validate_submission(pd.read_csv(path), sample, competition)
+    except SubmissionError as error:
+        record(layout.ledger_path(config), {**row, "status": "invalid", "note": str(error)})
+        raise SubmissionError(f"{path} was not uploaded: {error}") from error
+    cv_text = "no CV" if score is None else f"CV {competition.metric} {score:.5f}"
+    message = f"{run or path.name}: {cv_text}"
+    try:
+        ref = gateway.submit(competition.slug, path, message)
+    except KaggleError as error:
+        record(layout.ledger_path(config), {**row, "status": "failed", "note": str(error)[:300]})
+        raise
+    record(layout.ledger_path(config), {**row, "status": "submitted", "ref": ref, "note": message})
+    print(f"Submitted {path.name} to {competition.slug} (reference {ref}): {message}")
+    return ref
+
+
+def show_leaderboard(config: Config, competition: Competition, gateway: KaggleGateway) -> pd.DataFrame:
+    """Fetch scores, merge them into the ledger, print it, plot CV against public score, show the rank."""
+    remote = gateway.submissions(competition.slug)
+    ledger = merge_remote(read_ledger(layout.ledger_path(config)), remote, competition.slug)
+    ledger.to_csv(layout.ledger_path(config), index=False)
+    mine = ledger[ledger["competition"] == competition.slug]
+    columns = ["time", "run", "cv_score", "public_score", "private_score", "status", "file"]
+    print(f"Submissions to {competition.slug} ({layout.ledger_path(config)}):")
+    print(mine[columns].to_string(index=False) if len(mine) else "  none yet")
+    plot = plot_cv_against_public(ledger, competition.slug, layout.scores_plot(config))
+    if plot:
+        print(f"CV against public score: {plot}")
+    teams = {s["team"] for s in remote if s.get("team")}
+    board = gateway.leaderboard(competition.slug)
+    for rank, entry in enumerate(board, start=1):
+        if entry["team"] in teams:
+            print(f"Public leaderboard: rank {rank} of {len(board)} (score {entry['score']})")
+            break
+    return mine

@@ -1,0 +1,31 @@
+"""`make demo`: the whole flow offline through the real Kaggle client and the sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.cli import main
+
+
+def test_demo_runs_offline_end_to_end(kaggle_env: Path, tmp_path: Path, capsys) -> None:
+    roots = ["--data-root", str(tmp_path / "data"), "--runs-root", str(tmp_path / "runs")]
+    args = ["demo", *roots, "--submissions-root", str(tmp_path / "submissions")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "train      cat: 300" in out and "train      dog: 300" in out and "rejected: 3 file(s)" in out
+    rejects = pd.read_csv(tmp_path / "data" / "dogs-vs-cats-demo" / "index" / "rejects.csv")
+    assert len(rejects) == 3 and rejects["reason"].str.len().gt(0).all()
+    assert (tmp_path / "runs" / "dogs-vs-cats-demo" / "preview" / "batch.png").stat().st_size > 0
+    assert (tmp_path / "runs" / "dogs-vs-cats-demo" / "preview" / "config.json").is_file()
+    assert (tmp_path / "runs" / "dogs-vs-cats-demo" / "small-cnn-64px" / "cv.csv").is_file()
+    ledger = pd.read_csv(tmp_path / "submissions" / "ledger.csv")
+    assert ledger["status"].tolist() == ["complete"]
+    assert ledger["run"].tolist() == ["small-cnn-64px"] and ledger["cv_score"].iloc[0] < 0.3
+    assert ledger["public_score"].iloc[0] < 0.3  # the sandbox scored it against the hidden solution
+    assert "Public leaderboard: rank 1 of 2" in out
+    assert "Epoch 1/8" in out and "━" not in out  # one line per epoch in a log, no per-step bars
+    assert main(args) == 0  # a second run reuses the download and the trained folds
+    again = capsys.readouterr().out
+    assert "already complete; skipping the download" in again and "not training again" in again

@@ -1,0 +1,167 @@
+"""K-fold training, prediction with any finished run (k-fold or holdout), submitting through the sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from pipeline import flow, layout
+from pipeline.acquire.index import ImageIndex
+from pipeline.acquire.kaggle_api import KaggleGateway, SubmissionUploadError
+from pipeline.competitions import Competition
+from pipeline.demo.sandbox import SandboxServer
+from pipeline.fit.cross_validation import CrossValidation, train_kfold
+from pipeline.fit.metrics import binary_scores
+from pipeline.infer.postprocess import average
+from pipeline.infer.predict import predict_run
+from pipeline.infer.tta import predict_views
+from pipeline.submit.ledger import read_ledger
+from pipeline.submit.submission_file import SubmissionError, validate_submission
+from pipeline.submit.upload import show_leaderboard, submit_file
+from tests.callbacks import Snapshots
+from tests.conftest import tiny_config
+
+QUICK = {"model__backbone": "small-cnn", "data__image_size": 48, "data__batch_size": 16, "train__folds": 2}
+SHORT = {"train__head_epochs": 2, "train__patience": 5}
+
+
+class KillSecondFold(keras.callbacks.Callback):
+    """Kills the run at the end of the first epoch of the second fold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self.fits += 1
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if self.fits == 2:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.fixture(scope="module")
+def kfold_run(tmp_path_factory: pytest.TempPathFactory, demo: Competition, demo_index: ImageIndex):
+    """A finished 2-fold run of the small CNN on the small demo competition (trained once per module)."""
+    config = tiny_config(tmp_path_factory.mktemp("cv"), **SHORT, **QUICK)
+    return config, train_kfold(config, demo, demo_index)
+
+
+def test_kfold_oof_covers_every_image_once(kfold_run: tuple, demo_index: ImageIndex) -> None:
+    _, cv = kfold_run
+    assert isinstance(cv, CrossValidation)
+    assert sorted(cv.oof["id"]) == sorted(demo_index.train["id"]) and cv.oof["id"].is_unique
+    assert cv.scores["fold"].tolist() == ["0", "1", "all"]
+    assert (cv.run_dir / "oof.csv").is_file() and (cv.run_dir / "cv.json").is_file()
+    folds = cv.oof.groupby("fold")["id"].apply(set)
+    assert folds[0].isdisjoint(folds[1])
+
+
+def test_a_killed_kfold_run_resumes_and_skips_finished_folds(
+    tmp_path: Path, demo: Competition, demo_index: ImageIndex
+) -> None:
+    config = tiny_config(tmp_path, **SHORT, **QUICK)
+    with pytest.raises(KeyboardInterrupt):
+        train_kfold(config, demo, demo_index, callbacks=[KillSecondFold()])
+    resumed = Snapshots()
+    train_kfold(config, demo, demo_index, callbacks=[resumed])
+    assert resumed.epochs == [1]  # fold 0 finished earlier, fold 1 continues from its epoch 1
+
+
+def test_prediction_averages_the_fold_models_in_the_space_chosen_on_oof(
+    kfold_run: tuple, demo: Competition, demo_index: ImageIndex
+) -> None:
+    config, cv = kfold_run
+    prediction = predict_run(config, demo, demo_index, cv.run_dir)
+    cached = [np.load(f) for f in sorted(cv.run_dir.glob("fold-*/tta-original+hflip.npz"))]
+    assert len(cached) == 2 and cached[0]["test"].shape == (2, len(demo_index.test))
+    space, c = prediction.report["average"], prediction.report["clip"]
+    expected = np.clip(average(np.concatenate([m["test"] for m in cached]), space), c, 1 - c)
+    np.testing.assert_allclose(prediction.test["probability"], expected)
+    for member in cached:
+        assert not np.allclose(prediction.test["probability"], member["test"].mean(axis=0))
+    labels = np.concatenate(
+        [pd.read_csv(d / "validation_predictions.csv")["label"] for d in layout.member_dirs(cv.run_dir)]
+    )
+    oof_views = np.concatenate([m["validation"] for m in cached], axis=1)
+    recomputed = binary_scores(labels, average(oof_views, space))["log_loss"]
+    assert prediction.report["oof_with_tta"]["log_loss"] == pytest.approx(recomputed, rel=1e-6)
+    assert len(labels) == len(demo_index.train)
+
+
+def test_a_holdout_run_predicts_and_writes_a_valid_submission(
+    tmp_path: Path, demo: Competition, demo_archive_dir: Path
+) -> None:
+    config = tiny_config(
+        tmp_path,
+        paths__input_root=str(demo_archive_dir.parent),
+        paths__submissions_root=str(tmp_path / "submissions"),
+        **SHORT,
+        **QUICK,
+    )
+    run_dir = flow.train(config, holdout=True)
+    assert run_dir == layout.holdout_run_dir(config)
+    submission = flow.predict(config)
+    assert layout.submission_run(submission, demo.slug) == run_dir.name
+    report = pd.read_json(run_dir / "ensemble.json", typ="series")
+    assert report["folds"] == 1 and report["run"] == run_dir.name
+    solution = pd.read_csv(demo_archive_dir / "solution.csv")
+    validate_submission(pd.read_csv(submission), solution.assign(label=0.5), demo)
+    assert layout.latest_submission(config) == submission
+
+
+def test_tta_calls_the_model_on_every_view() -> None:
+    inputs = keras.Input((4, 4, 3))
+    left_minus_right = keras.layers.Lambda(
+        lambda x: tf.reduce_mean(x[:, :, :2] - x[:, :, 2:], axis=[1, 2, 3])
+    )(inputs)
+    model = keras.Model(
+        inputs, keras.layers.Activation("sigmoid")(keras.layers.Reshape((1,))(left_minus_right))
+    )
+    images = np.random.default_rng(0).uniform(0, 1, (5, 4, 4, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(2)
+    views = predict_views(model, dataset, ["original", "hflip", "zoom"])
+    assert views.shape == (3, 5)
+    np.testing.assert_allclose(views[0], model.predict(images, verbose=0)[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(views[1], model.predict(images[:, :, ::-1], verbose=0)[:, 0], rtol=1e-5)
+    assert not np.allclose(views[0], views[1])
+
+
+SAMPLE = pd.DataFrame({"id": [1, 2, 3], "label": [0.5, 0.5, 0.5]})
+
+
+def test_submit_and_leaderboard_through_the_real_client(
+    sandbox: SandboxServer, tmp_path: Path, demo: Competition, demo_archive_dir: Path, capsys
+) -> None:
+    config = tiny_config(tmp_path, paths__submissions_root=str(tmp_path / "submissions"))
+    solution = pd.read_csv(demo_archive_dir / "solution.csv")
+    sample = solution.assign(label=0.5)
+    perfect = tmp_path / "perfect.csv"
+    solution.assign(label=solution["label"].clip(0.02, 0.98)).to_csv(perfect, index=False)
+    ref = submit_file(config, demo, perfect, sample, KaggleGateway())
+    assert sandbox.state.calls == ["StartSubmissionUpload", "CreateSubmission"]
+    show_leaderboard(config, demo, KaggleGateway())
+    ledger = read_ledger(layout.ledger_path(config))
+    assert ledger["ref"].tolist() == [str(ref)] and ledger["status"].tolist() == ["complete"]
+    assert float(ledger["public_score"].iloc[0]) == pytest.approx(-np.log(0.98), abs=1e-4)
+    assert "rank 1 of 2" in capsys.readouterr().out
+
+    sandbox.state.fail_uploads = True
+    with pytest.raises(SubmissionUploadError, match="kept"):
+        submit_file(config, demo, perfect, sample, KaggleGateway())
+    assert read_ledger(layout.ledger_path(config))["status"].tolist() == ["complete", "failed"]
+
+
+def test_an_invalid_file_is_never_uploaded(sandbox: SandboxServer, tmp_path: Path, demo: Competition) -> None:
+    config = tiny_config(tmp_path, paths__submissions_root=str(tmp_path / "submissions"))
+    broken = tmp_path / "broken.csv"
+    SAMPLE.iloc[:2].to_csv(broken, index=False)
+    with pytest.raises(SubmissionError, match="not uploaded"):
+        submit_file(config, demo, broken, SAMPLE, KaggleGateway())
+    assert sandbox.state.calls == []
+    assert read_ledger(layout.ledger_path(config))["status"].tolist() == ["invalid"]

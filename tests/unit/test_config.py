@@ -1,0 +1,98 @@
+"""Settings declared once: defaults < presets/files < flags, choices, the search space, round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import layout
+from pipeline.config import DEFAULT_COMPETITION, Config, ConfigError, load_config, settings
+
+
+def test_defaults_then_toml_then_flags(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text('competition = "dogs-vs-cats"\n[data]\nimage_size = 160\nbatch_size = 16\n')
+    config = load_config(toml, {"data.batch_size": 8, "augment.mixup_alpha": "0.2"}, environ={})
+    assert config.competition == "dogs-vs-cats"
+    assert config.data.image_size == 160  # from the file
+    assert config.data.batch_size == 8  # the flag wins over the file
+    assert config.augment.mixup_alpha == 0.2  # coerced to the field's type
+    assert config.data.resize_mode == Config().data.resize_mode  # untouched default
+    assert load_config(environ={}).competition == DEFAULT_COMPETITION
+
+
+def test_unknown_keys_and_bad_values_are_named(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text("[data]\nimage_sise = 160\n")
+    with pytest.raises(ConfigError, match="image_sise"):
+        load_config(toml, environ={})
+    with pytest.raises(ConfigError, match="resize_mode"):
+        load_config(overrides={"data.resize_mode": "squash"}, environ={})
+    with pytest.raises(ConfigError, match="expected a int"):
+        load_config(overrides={"data.batch_size": "many"}, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("model.backbone", "resnet9000", "choose from efficientnetv2-b0"),
+        ("predict.tta", "original,bogus", "predict.tta"),
+        ("predict.tta", "", "predict.tta"),
+        ("competition", "cats-vs-horses", "known: dogs-vs-cats"),
+        ("tune.timeout", "soon", "tune.timeout"),
+    ],
+)
+def test_registry_names_are_checked_when_the_config_is_built(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides={key: value}, environ={})
+
+
+def test_the_search_space_is_keyed_by_setting_and_checked(tmp_path: Path) -> None:
+    toml = tmp_path / "tune.toml"
+    toml.write_text('[tune.space]\n"model.dropout" = "float:0.1:0.3"\n"data.batch_size" = "choice:8,16"\n')
+    config = load_config(toml, environ={})
+    assert config.tune.space == {"model.dropout": "float:0.1:0.3", "data.batch_size": "choice:8,16"}
+    bad = {
+        "model.dropot": "float:0:1",
+        "model.backbone": "choice:small-cnn,nope",
+        "train.head_learning_rate": "log:0:1",
+        "model.dropout": "uniform:0:1",
+        "paths.data_root": "choice:a,b",
+    }
+    for key, spec in bad.items():
+        with pytest.raises(ConfigError, match=r"tune\.space"):
+            load_config(overrides={"tune.space": {key: spec}}, environ={})
+
+
+def test_presets_are_files_and_a_saved_config_json_reproduces_a_run(tmp_path: Path) -> None:
+    demo = load_config("demo", environ={})
+    assert (demo.competition, demo.model.backbone, demo.train.folds) == ("dogs-vs-cats-demo", "small-cnn", 2)
+    assert load_config("demo-tune", environ={}).tune.space["model.backbone"] == "choice:small-cnn"
+    config = load_config("demo", {"data.image_size": 48, "tune.timeout": "90m"}, environ={})
+    config.save(tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["image_size"] == 48
+    assert load_config(tmp_path / "config.json", environ={}) == config
+    with pytest.raises(ConfigError, match="preset"):
+        load_config("no-such-preset", environ={})
+
+
+def test_kaggle_notebook_paths() -> None:
+    config = load_config(environ={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
+    assert layout.input_dir(config) == Path("/kaggle/input") / DEFAULT_COMPETITION
+    assert layout.competition_dir(config) == Path("/kaggle/working/data") / DEFAULT_COMPETITION
+    assert config.paths.runs_root == "/kaggle/working/runs"
+    assert layout.input_dir(load_config(environ={})) == Path("data") / DEFAULT_COMPETITION
+
+
+def test_every_setting_is_declared_with_help_and_a_unique_flag() -> None:
+    declared = settings()
+    flags = [s.flag for s in declared]
+    assert len(flags) == len(set(flags))
+    assert all(s.help for s in declared)
+    keys = {s.key for s in declared}
+    assert {"data.image_size", "model.backbone", "predict.tta", "predict.run", "tune.space"} <= keys
+    assert {s.key: s.choices for s in declared}["data.resize_mode"] == ("crop", "pad", "stretch")

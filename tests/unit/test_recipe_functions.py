@@ -1,0 +1,77 @@
+"""Small pure functions of the recipe: precision, blocks, schedules, verbosity, durations, TTA views."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.config import TTA_VIEWS, duration, load_config
+from pipeline.fit.train import fine_tune_schedule, fit_verbosity
+from pipeline.infer.tta import VIEWS, parse_views
+from pipeline.model.backbones import block_of
+from pipeline.model.devices import choose_precision
+
+
+@pytest.mark.parametrize(
+    ("kind", "setting", "expected"),
+    [
+        ("cpu", "auto", "float32"),
+        ("gpu", "auto", "mixed_float16"),
+        ("tpu", "auto", "mixed_bfloat16"),
+        ("gpu", "off", "float32"),
+        ("cpu", "on", "mixed_bfloat16"),  # CPUs have no fast float16
+    ],
+)
+def test_precision_per_device(kind: str, setting: str, expected: str) -> None:
+    assert choose_precision(kind, setting) == expected
+
+
+@pytest.mark.parametrize(
+    ("layer", "block"),
+    [
+        ("block6h_expand_conv", "block6h"),
+        ("conv4_block3_2_conv", "conv4_block3"),
+        ("top_conv", "top"),
+        ("post_bn", "top"),
+        ("stem_conv", "stem"),
+        ("conv1_conv", "stem"),
+    ],
+)
+def test_layers_map_to_their_blocks(layer: str, block: str) -> None:
+    assert block_of(layer) == block
+
+
+def test_fine_tuning_warms_up_then_decays_to_zero() -> None:
+    config = load_config(
+        overrides={"train.fine_learning_rate": 1e-3, "train.warmup_fraction": 0.1}, environ={}
+    )
+    schedule = fine_tune_schedule(config, steps=100)
+    rates = np.array([float(schedule(step)) for step in (0, 5, 10, 55, 100)])
+    assert rates[0] == pytest.approx(1e-5)  # a hundredth of the peak
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(1e-3)  # linear warmup over 10 steps
+    assert rates[2] > rates[3] > rates[4] and rates[4] == pytest.approx(0.0, abs=1e-9)
+    no_warmup = fine_tune_schedule(load_config(overrides={"train.warmup_fraction": 0.0}, environ={}), 10)
+    assert float(no_warmup(0)) == pytest.approx(1e-4)
+    assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+
+
+def test_progress_bar_on_a_terminal_one_line_per_epoch_in_a_log() -> None:
+    assert fit_verbosity(True) == 1 and fit_verbosity(False) == 2
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("3h", 10800), ("90m", 5400), ("45s", 45), ("600", 600)])
+def test_durations(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
+
+
+def test_duration_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        duration("soon")
+
+
+def test_every_declared_tta_view_is_implemented() -> None:
+    assert tuple(VIEWS) == TTA_VIEWS
+    assert parse_views(" original , hflip ") == ["original", "hflip"]
+    with pytest.raises(ValueError, match="unknown TTA view"):
+        parse_views("original,sideways")
