@@ -77,7 +77,7 @@ def submit_file(
         "competition": competition.slug,
         "file": path.name,
         "run": run,
-        "cv_score": "" if score is None else score,
+        "cv_score": "" if score is None else f"{score:.5g}",
     }
     try:
         validate_submission(pd.read_csv(path), sample, competition)
