@@ -27,6 +27,19 @@ def shared_dataset(name: str) -> Path:
     return folder
 
 
+SHARED_WEIGHTS_ENV = "PIPELINE_SHARED_WEIGHTS"  # .ci/run points it at ../shared/weights
+
+
+def shared_weights(name: str) -> Path:
+    """A real ImageNet weights file of ../shared/weights; skips when the variable is unset."""
+    root = os.environ.get(SHARED_WEIGHTS_ENV)
+    if not root:
+        pytest.skip(f"set {SHARED_WEIGHTS_ENV} to the shared weights folder to run this test")
+    path = Path(root) / name
+    assert path.is_file(), f"{SHARED_WEIGHTS_ENV}={root} has no {name}"
+    return path
+
+
 @pytest.fixture(scope="session")
 def demo() -> Competition:
     return get_competition("dogs-vs-cats-demo")

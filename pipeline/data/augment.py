@@ -42,6 +42,7 @@ def affine_matrices(
     return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
+@keras.saving.register_keras_serializable(package="pipeline")
 class RandomAffine(keras.layers.Layer):
     """Random horizontal flip, rotation, zoom and translation in one resampling of each image.
 
@@ -97,6 +98,7 @@ class RandomAffine(keras.layers.Layer):
             "rotation": self.rotation,
             "zoom": self.zoom,
             "translation": self.translation,
+            "flip": self.flip,
             "seed": self.seed,
         }
 

@@ -158,6 +158,12 @@ def _history(run_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _best_val_loss(run_dir: Path, phase: str) -> float:
+    path = run_dir / f"history-{phase}.csv"
+    losses = pd.read_csv(path)["val_loss"] if path.is_file() else pd.Series(dtype=float)
+    return float(losses.min()) if len(losses) else math.inf
+
+
 def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     """P(positive class) for every image of an evaluation dataset, in order."""
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)[:, -1]
@@ -242,8 +248,17 @@ def train_run(
             callbacks,
             verbose,
         )
+        head_best, fine_best = _best_val_loss(run_dir, "head"), _best_val_loss(run_dir, "fine")
+        if fine_best > head_best:  # fine-tuning never beat the head phase: keep the head's weights
+            print(
+                f"phase fine: best val_loss {fine_best:.4f} > head's {head_best:.4f}; keeping the head weights"
+            )
+            classifier.model.load_weights(run_dir / "head.weights.h5")
+        classifier.model.save_weights(run_dir / "fine.weights.h5")
         state["fine"] = reached
         _write_state(run_dir, state)
+    elif "fine" in state:
+        classifier.model.load_weights(run_dir / "fine.weights.h5")
 
     probabilities = predict_probabilities(classifier.model, val_ds)
     scores = binary_scores(validation["label"].to_numpy(), probabilities)

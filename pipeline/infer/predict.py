@@ -24,6 +24,7 @@ from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.metrics import binary_scores
 from pipeline.infer.postprocess import average, choose_clip, choose_space, choose_threshold, clip
 from pipeline.infer.tta import parse_views, predict_views
+from pipeline.model import classifier  # noqa: F401  (registers the custom layers that model.keras files use)
 
 
 class NoModelsError(FileNotFoundError):

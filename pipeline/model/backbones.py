@@ -25,7 +25,12 @@ def build_feature_extractor(backbone: Backbone, image_size: int, weights: str) -
     if not backbone.pretrained:
         return small_cnn(image_size)
     constructor: Callable[..., keras.Model] = getattr(keras.applications, backbone.constructor)
-    kwargs = {"include_top": False, "input_shape": (image_size, image_size, 3), "pooling": "avg"}
+    kwargs = {
+        "include_top": False,
+        "input_shape": (image_size, image_size, 3),
+        "pooling": "avg",
+        **dict(backbone.options),
+    }
     if weights == "imagenet":
         try:
             return constructor(weights="imagenet", **kwargs)
@@ -41,14 +46,15 @@ def build_feature_extractor(backbone: Backbone, image_size: int, weights: str) -
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(
-            f"weights file {path} does not exist. Pass a file saved from {backbone.constructor}"
-            "(include_top=False) (on Kaggle: attach it as a dataset or model), 'imagenet' or 'none'."
+            f"weights file {path} does not exist. Pass {backbone.weights_file} (the notop file of "
+            f"keras.applications.{backbone.constructor}; on Kaggle attach it as a dataset or model), "
+            "'imagenet' or 'none'."
         )
 
     def mismatch(detail: str) -> WeightsError:
         return WeightsError(
             f"weights file {path} does not fit {backbone.name} ({backbone.constructor}, include_top=False): "
-            f"{detail}. Use the file made for this backbone, or 'imagenet'/'none'."
+            f"{detail}. Use the file made for this backbone ({backbone.weights_file}), or 'imagenet'/'none'."
         )
 
     try:
@@ -102,15 +108,38 @@ def small_cnn(image_size: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
-_BLOCK = re.compile(r"^(block\d+[a-z]|conv\d+_block\d+)_")
+# (pattern, block name): EfficientNetV2 block6h_, VGG/Xception block5_, ResNetV2 conv4_block3_,
+# MobileNetV2 block_12_, MobileNetV3 expanded_conv_10_, MobileNet v1 conv_dw_13 / conv_pw_13.
+_BLOCKS = [
+    (re.compile(r"^(block\d+[a-z]?)_"), r"\1"),
+    (re.compile(r"^(conv\d+_block\d+)_"), r"\1"),
+    (re.compile(r"^block_(\d+)_"), r"block\1"),
+    (re.compile(r"^expanded_conv_(\d+)_"), r"block\1"),
+    (re.compile(r"^expanded_conv_"), "block0"),
+    (re.compile(r"^conv_(?:dw|pw|pad)_(\d+)(?:_|$)"), r"block\1"),
+    (re.compile(r"^(top_|post_|Conv_1$|Conv_1_bn$|conv_1$|conv_1_bn$|out_relu$)"), "top"),
+    (re.compile(r"^(stem_|conv1|Conv1|bn_Conv1|conv$|conv_bn$)"), "stem"),
+]
 
 
-def block_of(layer_name: str) -> str:
-    """The block a backbone layer belongs to: 'block6h', 'conv4_block3', 'top', or 'stem'."""
-    match = _BLOCK.match(layer_name)
-    if match:
-        return match.group(1)
-    return "top" if layer_name.startswith(("top_", "post_")) else "stem"
+def block_of(layer_name: str) -> str | None:
+    """The block a backbone layer belongs to ('block6h', 'conv4_block3', 'block13', 'top', 'stem'),
+    or None for a layer whose name says nothing (an auto-named residual convolution)."""
+    for pattern, name in _BLOCKS:
+        match = pattern.match(layer_name)
+        if match:
+            return match.expand(name)
+    return None
+
+
+def layer_blocks(model: keras.Model) -> list[tuple[keras.layers.Layer, str]]:
+    """Every layer with weights and its block; an unnamed layer joins the block of the layer before it."""
+    assigned, current = [], "stem"
+    for layer in model.layers:
+        current = block_of(layer.name) or current
+        if layer.weights:
+            assigned.append((layer, current))
+    return assigned
 
 
 def unfreeze_top_blocks(model: keras.Model, amount: float) -> list[str]:
@@ -118,14 +147,13 @@ def unfreeze_top_blocks(model: keras.Model, amount: float) -> list[str]:
 
     Returns the names of the blocks unfrozen, from the top down.
     """
-    blocks: list[str] = []
-    for layer in model.layers:
-        if layer.weights and block_of(layer.name) not in blocks:
-            blocks.append(block_of(layer.name))
+    assigned = layer_blocks(model)
+    blocks = list(dict.fromkeys(block for _, block in assigned))
     count = math.ceil(amount * len(blocks)) if amount < 1 else int(amount)
     chosen = set(blocks[len(blocks) - min(count, len(blocks)) :])
     model.trainable = True
     for layer in model.layers:
-        trainable = block_of(layer.name) in chosen and not isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = trainable
+        layer.trainable = False
+    for layer, block in assigned:
+        layer.trainable = block in chosen and not isinstance(layer, keras.layers.BatchNormalization)
     return [b for b in reversed(blocks) if b in chosen]

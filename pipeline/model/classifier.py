@@ -1,10 +1,14 @@
-"""The classifier: [augmentation] -> preprocessing -> backbone (inference mode) -> dropout -> dense."""
+"""The classifier: [augmentation] -> preprocessing -> backbone (inference mode) -> dropout -> dense.
+
+Importing this module registers the project's own layers, so saved `model.keras` files load.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import keras
+from keras import ops
 
 from pipeline.config import Config
 from pipeline.data.augment import build_augmenter
@@ -12,6 +16,17 @@ from pipeline.model.backbones import build_feature_extractor
 from pipeline.model.registry import Backbone, get_backbone
 
 BACKBONE_LAYER = "backbone"
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class CaffePreprocessing(keras.layers.Layer):
+    """RGB pixels in [0, 255] -> BGR with the ImageNet mean subtracted: keras.applications'
+    "caffe" preprocess_input (VGG16), as a layer that saves with the model."""
+
+    def call(self, images: keras.KerasTensor) -> keras.KerasTensor:
+        mean = ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=images.dtype)
+        return ops.flip(images, axis=-1) - mean
 
 
 @dataclass
@@ -37,7 +52,9 @@ def build_classifier(config: Config, num_classes: int) -> Classifier:
     if config.augment.where == "model":  # random layers are active in training only
         augmenter = build_augmenter(config.augment, size, config.data.seed)
         x = x if augmenter is None else augmenter(x)
-    if spec.scale != 1.0 or spec.offset != 0.0:
+    if spec.caffe:
+        x = CaffePreprocessing(name="preprocess")(x)
+    elif spec.scale != 1.0 or spec.offset != 0.0:
         x = keras.layers.Rescaling(spec.scale, spec.offset, name="preprocess")(x)
     backbone = build_feature_extractor(spec, size, config.model.weights)
     backbone.name = BACKBONE_LAYER

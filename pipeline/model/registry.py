@@ -16,10 +16,14 @@ class Backbone:
     name: str
     default_image_size: int
     constructor: str  # attribute of keras.applications; "" for the from-scratch CNN
-    # How [0, 255] pixels become the backbone's inputs: EfficientNetV2 rescales inside itself,
-    # ResNetV2 wants [-1, 1] (keras.applications.resnet_v2.preprocess_input).
+    # How [0, 255] RGB pixels become the backbone's inputs (keras.applications' preprocess_input):
+    # x * scale + offset ("tf" mode: [-1, 1] is 1/127.5 and -1), or "caffe" (BGR, ImageNet mean
+    # subtracted). EfficientNetV2 and MobileNetV3 rescale inside themselves: scale 1, offset 0.
     scale: float = 1.0
     offset: float = 0.0
+    caffe: bool = False
+    options: tuple[tuple[str, float], ...] = ()  # constructor keywords, e.g. (("alpha", 0.25),)
+    weights_file: str = ""  # the notop file keras.applications downloads for these weights
 
     @property
     def pretrained(self) -> bool:
@@ -27,23 +31,69 @@ class Backbone:
         return bool(self.constructor)
 
 
+TF_MODE = {"scale": 1 / 127.5, "offset": -1.0}  # [-1, 1]
+_KERAS = "_weights_tf_dim_ordering_tf_kernels"
+
+
+def _mobilenet(alpha: float) -> Backbone:
+    code = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}[alpha]
+    return Backbone(
+        f"mobilenet-{alpha}",
+        224,
+        "MobileNet",
+        **TF_MODE,
+        options=(("alpha", alpha),),
+        weights_file=f"mobilenet_{code}_224_tf_no_top.h5",
+    )
+
+
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in [
-        Backbone("efficientnetv2-b0", 224, "EfficientNetV2B0"),
-        Backbone("efficientnetv2-b1", 240, "EfficientNetV2B1"),
-        Backbone("efficientnetv2-b2", 260, "EfficientNetV2B2"),
-        Backbone("efficientnetv2-b3", 300, "EfficientNetV2B3"),
-        Backbone("efficientnetv2-s", 384, "EfficientNetV2S"),
-        Backbone("efficientnetv2-m", 480, "EfficientNetV2M"),
-        Backbone("resnet50v2", 224, "ResNet50V2", scale=1 / 127.5, offset=-1.0),
-        Backbone("resnet101v2", 224, "ResNet101V2", scale=1 / 127.5, offset=-1.0),
-        Backbone("resnet152v2", 224, "ResNet152V2", scale=1 / 127.5, offset=-1.0),
+        *(
+            Backbone(
+                f"efficientnetv2-{v}",
+                size,
+                f"EfficientNetV2{v.upper()}",
+                weights_file=f"efficientnetv2-{v}_notop.h5",
+            )
+            for v, size in (("b0", 224), ("b1", 240), ("b2", 260), ("b3", 300), ("s", 384), ("m", 480))
+        ),
+        *(
+            Backbone(
+                f"resnet{depth}v2",
+                224,
+                f"ResNet{depth}V2",
+                **TF_MODE,
+                weights_file=f"resnet{depth}v2{_KERAS}_notop.h5",
+            )
+            for depth in (50, 101, 152)
+        ),
+        *(_mobilenet(alpha) for alpha in (0.25, 0.5, 0.75, 1.0)),
+        Backbone(
+            "mobilenetv2",
+            224,
+            "MobileNetV2",
+            **TF_MODE,
+            weights_file=f"mobilenet_v2{_KERAS}_1.0_224_no_top.h5",
+        ),
+        Backbone(
+            "mobilenetv3-small",
+            224,
+            "MobileNetV3Small",
+            weights_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        ),
+        Backbone(
+            "mobilenetv3-large",
+            224,
+            "MobileNetV3Large",
+            weights_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        ),
+        Backbone("vgg16", 224, "VGG16", caffe=True, weights_file=f"vgg16{_KERAS}_notop.h5"),
+        Backbone("xception", 299, "Xception", **TF_MODE, weights_file=f"xception{_KERAS}_notop.h5"),
         Backbone("small-cnn", 128, "", scale=1 / 255.0),
     ]
 }
-
-
 BACKBONE_NAMES: tuple[str, ...] = tuple(BACKBONES)
 
 

@@ -36,9 +36,16 @@ def test_precision_per_device(kind: str, setting: str, expected: str) -> None:
         ("post_bn", "top"),
         ("stem_conv", "stem"),
         ("conv1_conv", "stem"),
+        ("conv_pw_13_bn", "block13"),  # MobileNet v1
+        ("block_16_project", "block16"),  # MobileNetV2
+        ("expanded_conv_depthwise", "block0"),
+        ("expanded_conv_10_project_bn", "block10"),  # MobileNetV3
+        ("Conv_1", "top"),
+        ("block5_conv3", "block5"),  # VGG16, Xception
+        ("conv2d_3", None),  # an auto-named residual: joins the block before it
     ],
 )
-def test_layers_map_to_their_blocks(layer: str, block: str) -> None:
+def test_layers_map_to_their_blocks(layer: str, block: str | None) -> None:
     assert block_of(layer) == block
 
 

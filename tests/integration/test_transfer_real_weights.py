@@ -1,0 +1,99 @@
+"""Transfer learning on real ImageNet weights (MobileNet v1, alpha 0.25) and real photos.
+
+The project's own two-phase recipe (`train --holdout`, then `predict`) on dogs-vs-cats-mini,
+scored on its 502 test photos with the hidden solution.csv, which is used for nothing else.
+A wrong preprocessing scale, a drifting BatchNormalization or an unfreeze that misses its blocks
+fails here, where random weights would not notice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, log_loss
+
+from pipeline import flow, layout
+from pipeline.acquire.index import prepare_index
+from pipeline.competitions import get_competition
+from pipeline.config import load_config
+from pipeline.data.input_pipeline import make_dataset
+from pipeline.fit.train import predict_probabilities, train_holdout
+from pipeline.model.classifier import build_classifier
+from tests.callbacks import Snapshots
+from tests.conftest import shared_dataset, shared_weights
+
+RECIPE = {
+    "competition": "dogs-vs-cats",
+    "model.backbone": "mobilenet-0.25",
+    "data.image_size": 160,
+    "data.validation_workers": 2,
+    "train.head_epochs": 6,
+    "train.fine_epochs": 4,
+    "train.patience": 3,
+}
+
+
+def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
+    mini = shared_dataset("dogs-vs-cats-mini")
+    weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "dogs-vs-cats").symlink_to(mini)  # read-only, as on Kaggle
+    config = load_config(
+        overrides={
+            **RECIPE,
+            "model.weights": str(weights),
+            "paths.input_root": str(tmp_path / "input"),
+            "paths.data_root": str(tmp_path / "data"),
+            "paths.runs_root": str(tmp_path / "runs"),
+            "paths.submissions_root": str(tmp_path / "submissions"),
+        },
+        environ={},
+    )
+    competition = get_competition("dogs-vs-cats")
+    index = prepare_index(config, competition)
+    snapshots = Snapshots()
+    result = train_holdout(config, competition, index, callbacks=[snapshots])
+
+    for key, value in snapshots.begin[0].items():  # frozen phase: weights and BN statistics untouched
+        np.testing.assert_array_equal(
+            value, snapshots.end[0][key], err_msg=f"{key} changed in the frozen phase"
+        )
+    history = pd.read_csv(result.run_dir / "history.csv")
+    assert history.loc[history["phase"] == "head", "val_accuracy"].max() >= 0.85  # chance is 0.5
+
+    submission = flow.predict(config)
+    solution = pd.read_csv(mini / "solution.csv")
+    scored = solution.merge(pd.read_csv(submission), on="id", suffixes=("", "_predicted"))
+    probabilities = solution.merge(
+        pd.read_csv(result.run_dir / "test_predictions.csv").astype({"id": int}), on="id"
+    )["probability"]
+    test_accuracy = accuracy_score(scored["label"], scored["label_predicted"])
+    test_log_loss = log_loss(solution["label"], probabilities)
+    print(f"test accuracy {test_accuracy:.3f}, log loss {test_log_loss:.3f}")
+    assert len(scored) == 502
+    assert test_accuracy >= 0.90 and test_log_loss <= 0.25
+
+    head_only = build_classifier(config, num_classes=2).model  # fine-tuning must not make it worse
+    head_only.load_weights(result.run_dir / "head.weights.h5")
+    test_images = make_dataset(index.test, config, training=False)
+    head_probabilities = pd.Series(
+        predict_probabilities(head_only, test_images), index=index.test["id"].astype(int)
+    )
+    head_log_loss = log_loss(solution["label"], head_probabilities.loc[solution["id"]].clip(1e-7, 1 - 1e-7))
+    print(f"head-only test log loss {head_log_loss:.3f}")
+    assert test_log_loss <= head_log_loss + 0.02
+    assert layout.submission_run(submission, competition.slug) == result.run_dir.name
+
+
+@pytest.mark.parametrize("name", ["mobilenet-0.5", "vgg16"])
+def test_a_weights_file_of_another_backbone_names_the_expected_file(name: str) -> None:
+    from pipeline.model.backbones import WeightsError, build_feature_extractor
+    from pipeline.model.registry import get_backbone
+
+    weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
+    spec = get_backbone(name)
+    with pytest.raises(WeightsError, match=spec.weights_file):
+        build_feature_extractor(spec, 64, str(weights))
