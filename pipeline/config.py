@@ -140,6 +140,10 @@ class TrainConfig:
     )
     head_epochs: int = setting(3, "epochs with the backbone frozen", flag="--epochs-head")
     head_learning_rate: float = setting(1e-3, "learning rate of the head phase", flag="--lr-head")
+    head_cache_features: bool = setting(
+        False,
+        "head phase on backbone features computed once, images unaugmented (always when augmentation is off)",
+    )
     fine_epochs: int = setting(5, "epochs of fine-tuning; 0 = none", flag="--epochs-fine")
     fine_learning_rate: float = setting(1e-4, "peak learning rate of fine-tuning", flag="--lr-fine")
     unfreeze: float = setting(0.3, "top blocks to unfreeze: a fraction (< 1) or a count")

@@ -27,11 +27,11 @@ from pipeline import layout
 from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.config import Config
-from pipeline.data.input_pipeline import make_dataset
+from pipeline.data.input_pipeline import encode_labels, make_dataset
 from pipeline.fit.metrics import binary_scores
 from pipeline.fit.splits import holdout_split
 from pipeline.model.backbones import unfreeze_top_blocks
-from pipeline.model.classifier import Classifier, build_classifier
+from pipeline.model.classifier import HEAD_DROPOUT, OUTPUT, Classifier, build_classifier
 from pipeline.model.devices import setup_devices
 
 PHASES = ("head", "fine")
@@ -110,7 +110,7 @@ def _write_state(run_dir: Path, state: dict[str, int]) -> None:
 
 def _fit_phase(
     phase: str,
-    classifier: Classifier,
+    model: keras.Model,
     train_ds: tf.data.Dataset,
     val_ds: tf.data.Dataset,
     first_epoch: int,
@@ -131,7 +131,7 @@ def _fit_phase(
         *extra,
     ]
     start = time.perf_counter()
-    history = classifier.model.fit(
+    history = model.fit(
         train_ds,
         validation_data=val_ds,
         initial_epoch=first_epoch,
@@ -156,6 +156,53 @@ def _history(run_dir: Path) -> pd.DataFrame:
             frame = pd.read_csv(path).drop_duplicates("epoch", keep="last")
             frames.append(frame.assign(phase=phase))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def uses_feature_cache(config: Config, pretrained: bool) -> bool:
+    """True when the head phase trains on precomputed backbone features: a frozen pretrained
+    backbone, and either no augmentation at all or train.head_cache_features set."""
+    if not pretrained:
+        return False
+    aug = config.augment
+    factors = (
+        aug.rotation,
+        aug.zoom,
+        aug.translation,
+        aug.contrast,
+        aug.brightness,
+        aug.crop,
+        aug.randaugment_magnitude,
+        aug.mixup_alpha,
+        aug.cutmix_alpha,
+    )
+    return config.train.head_cache_features or not (aug.flip or any(f > 0 for f in factors))
+
+
+def _head_on_features(
+    classifier: Classifier, train: pd.DataFrame, validation: pd.DataFrame, config: Config, num_classes: int
+) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
+    """The head alone (its layers shared with the classifier, so training it trains the classifier)
+    and datasets of pooled backbone features: each image runs through the frozen backbone once
+    ("bottleneck features") instead of once per epoch. Images are not augmented."""
+    dropout, output = classifier.model.get_layer(HEAD_DROPOUT), classifier.model.get_layer(OUTPUT)
+    extractor = keras.Model(classifier.model.input, dropout.input)
+    start = time.perf_counter()
+
+    def features(frame: pd.DataFrame, shuffle: bool) -> tf.data.Dataset:
+        images = make_dataset(frame[["path"]], config, training=False)
+        values = np.asarray(extractor.predict(images, verbose=0), dtype=np.float32)
+        dataset = tf.data.Dataset.from_tensor_slices((values, encode_labels(frame["label"], num_classes)))
+        if shuffle:
+            dataset = dataset.shuffle(len(values), seed=config.data.seed, reshuffle_each_iteration=True)
+        return dataset.batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE)
+
+    train_features, val_features = features(train, shuffle=True), features(validation, shuffle=False)
+    seconds = time.perf_counter() - start
+    print(
+        f"phase head: backbone features of {len(train) + len(validation):,} images, once, in {seconds:.0f} s"
+    )
+    inputs = keras.Input(tuple(dropout.input.shape[1:]), name="features")
+    return keras.Model(inputs, output(dropout(inputs)), name="head"), train_features, val_features
 
 
 def _best_val_loss(run_dir: Path, phase: str) -> float:
@@ -206,15 +253,18 @@ def train_run(
 
     classifier.backbone.trainable = not classifier.spec.pretrained  # the small CNN trains whole
     if "head" not in state:
-        with devices.strategy.scope():
-            _compile(
-                classifier.model, config, config.train.head_learning_rate, num_classes, devices.jit_compile
+        head_model, head_train, head_val = classifier.model, train_ds, val_ds
+        if uses_feature_cache(config, classifier.spec.pretrained):
+            head_model, head_train, head_val = _head_on_features(
+                classifier, train, validation, batched, num_classes
             )
+        with devices.strategy.scope():
+            _compile(head_model, config, config.train.head_learning_rate, num_classes, devices.jit_compile)
         reached = _fit_phase(
             "head",
-            classifier,
-            train_ds,
-            val_ds,
+            head_model,
+            head_train,
+            head_val,
             0,
             config.train.head_epochs,
             run_dir,
@@ -238,7 +288,7 @@ def train_run(
             )
         reached = _fit_phase(
             "fine",
-            classifier,
+            classifier.model,
             train_ds,
             val_ds,
             state["head"],

@@ -16,6 +16,8 @@ from pipeline.model.backbones import build_feature_extractor
 from pipeline.model.registry import Backbone, get_backbone
 
 BACKBONE_LAYER = "backbone"
+HEAD_DROPOUT = "head_dropout"
+OUTPUT = "prediction"
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
@@ -59,8 +61,8 @@ def build_classifier(config: Config, num_classes: int) -> Classifier:
     backbone = build_feature_extractor(spec, size, config.model.weights)
     backbone.name = BACKBONE_LAYER
     x = backbone(x, training=False) if spec.pretrained else backbone(x)
-    x = keras.layers.Dropout(config.model.dropout, name="head_dropout")(x)
+    x = keras.layers.Dropout(config.model.dropout, name=HEAD_DROPOUT)(x)
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
-    outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="prediction")(x)
+    outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name=OUTPUT)(x)
     model = keras.Model(inputs, outputs, name=f"{spec.name.replace('-', '_')}_classifier")
     return Classifier(model, backbone, spec)

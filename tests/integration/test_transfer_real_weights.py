@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +98,40 @@ def test_a_weights_file_of_another_backbone_names_the_expected_file(name: str) -
     spec = get_backbone(name)
     with pytest.raises(WeightsError, match=spec.weights_file):
         build_feature_extractor(spec, 64, str(weights))
+
+
+def test_the_head_learns_from_features_computed_once(tmp_path: Path, capsys) -> None:
+    mini = shared_dataset("dogs-vs-cats-mini")
+    weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "dogs-vs-cats").symlink_to(mini)
+    config = load_config(
+        overrides={
+            **RECIPE,
+            "model.weights": str(weights),
+            "data.image_size": 128,
+            "train.fine_epochs": 0,
+            "train.head_epochs": 20,  # epochs on cached features cost milliseconds
+            "train.head_learning_rate": 3e-3,
+            "train.patience": 5,
+            "train.head_cache_features": True,
+            "paths.input_root": str(tmp_path / "input"),
+            "paths.data_root": str(tmp_path / "data"),
+            "paths.runs_root": str(tmp_path / "runs"),
+        },
+        environ={},
+    )
+    competition = get_competition("dogs-vs-cats")
+    index = prepare_index(config, competition)
+    result = train_holdout(config, competition, index)
+    assert "backbone features of 1,500 images, once" in capsys.readouterr().out
+    assert result.metrics["accuracy"] >= 0.85 and result.metrics["log_loss"] <= 0.35
+    saved = keras.saving.load_model(result.run_dir / "model.keras")  # the whole classifier, head trained
+    fresh = build_classifier(config, num_classes=2).model
+    assert not np.array_equal(
+        saved.get_layer("prediction").get_weights()[0], fresh.get_layer("prediction").get_weights()[0]
+    )
+    for mine, loaded in zip(
+        fresh.get_layer("backbone").weights, saved.get_layer("backbone").weights, strict=True
+    ):
+        np.testing.assert_array_equal(mine.numpy(), loaded.numpy())  # the backbone is the file's, untouched
