@@ -7,7 +7,7 @@ ARGS ?=
 TRIALS ?= 20
 WORKERS ?= 1
 
-.PHONY: help setup demo download index preview tune train predict submit leaderboard bench bench-quick test test-fast lint clean
+.PHONY: help setup demo download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ leaderboard: setup  ## every submission with its CV and leaderboard scores
 
 bench: setup  ## benchmarks on the real photos of ../shared/datasets, side by side with baselines
 	$(PY) -m benchmarks.bench
+	$(PY) -m benchmarks.quality
+
+bench-quality: setup  ## the quality ladder: baseline to MobileNet k-fold + TTA on real photos and weights
+	$(PY) -m benchmarks.quality
 
 bench-quick: setup  ## a smoke run of the benchmarks (under 3 minutes)
 	$(PY) -m benchmarks.bench --quick
