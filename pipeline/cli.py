@@ -116,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     """Train the two-phase recipe on every stratified fold (or on one holdout split with --holdout)."""
     from pipeline import flow
 
-    flow.train(config_from_args(args), holdout=args.holdout)
+    flow.train(config_from_args(args), holdout=args.holdout, wait=args.wait)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="index again from scratch"
     )
     command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
-    command("train", cmd_train).add_argument("--holdout", action="store_true", help="one holdout split only")
+    train = command("train", cmd_train)
+    train.add_argument("--holdout", action="store_true", help="one holdout split only")
+    train.add_argument("--wait", action="store_true", help="wait for another command training the same run")
     command("predict", cmd_predict)
     command("tune", cmd_tune).add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     command("submit", cmd_submit).add_argument(
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
     from pipeline.acquire.kaggle_api import KaggleError
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
+    from pipeline.locks import FolderInUseError
     from pipeline.submit.submission_file import SubmissionError
 
     expected = (
@@ -249,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         zipfile.BadZipFile,
         FileNotFoundError,
         SubmissionError,
+        FolderInUseError,
     )
     try:
         args.handler(args)

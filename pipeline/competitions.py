@@ -54,14 +54,14 @@ class Competition:
 
     def parse_train_name(self, name: str) -> tuple[str, int] | None:
         """(id, class index) of a training file name, or None if the name does not fit."""
-        match = re.match(self.train_pattern, name)
+        match = re.match(self.train_pattern, name, re.ASCII)
         if match is None or match.group("label") not in self.classes:
             return None
         return match.group("id"), self.classes.index(match.group("label"))
 
     def parse_test_name(self, name: str) -> str | None:
         """The id of a test file name, or None if the name does not fit."""
-        match = re.match(self.test_pattern, name)
+        match = re.match(self.test_pattern, name, re.ASCII)
         return None if match is None else match.group("id")
 
 

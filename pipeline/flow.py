@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pipeline import layout
 from pipeline.competitions import get_competition
 from pipeline.config import Config
+from pipeline.locks import exclusive
 
 if TYPE_CHECKING:
     from pipeline.acquire.index import ImageIndex
@@ -32,8 +33,9 @@ def download(config: Config, force: bool = False) -> ImageIndex:
         print(f"Competition files are attached at {source}; nothing to download.")
         archive_is_new = False
     else:
-        archive_is_new = force or not is_downloaded(competition, target)
-        download_competition(competition, target, KaggleGateway(), force=force)
+        with exclusive(target, "downloading", wait=True):  # a second download waits for the first
+            archive_is_new = force or not is_downloaded(competition, target)
+            download_competition(competition, target, KaggleGateway(), force=force)
     return index(config, rebuild=archive_is_new)
 
 
@@ -63,17 +65,22 @@ def preview(config: Config, batches: int = 3) -> Path:
     return picture
 
 
-def train(config: Config, holdout: bool = False) -> Path:
-    """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run folder."""
+def train(config: Config, holdout: bool = False, wait: bool = False) -> Path:
+    """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run folder.
+
+    One command at a time per run folder: another one is refused with its holder's PID, or waited
+    for with `wait`."""
     from pipeline.acquire.index import prepare_index
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.train import train_holdout
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
-    if holdout:
-        return train_holdout(config, competition, found).run_dir
-    return train_kfold(config, competition, found).run_dir
+    run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
+    with exclusive(run_dir, "training", wait=wait):
+        if holdout:
+            return train_holdout(config, competition, found).run_dir
+        return train_kfold(config, competition, found).run_dir
 
 
 def predict(config: Config) -> Path:

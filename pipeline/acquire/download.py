@@ -1,4 +1,8 @@
-"""Fetch a competition's archive once: skip what is complete, resume what was interrupted."""
+"""Fetch a competition's archive once: skip what is complete, resume what was interrupted.
+
+An archive is marked complete (`<archive>.complete`) only after every entry's CRC checks out, so
+a truncated or corrupted archive is never trusted: it is checked again, then fetched again.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,16 @@ def is_downloaded(competition: Competition, folder: Path) -> bool:
     return archive.is_file() and _marker(archive).is_file()
 
 
+def archive_problem(archive: Path) -> str | None:
+    """Why `archive` cannot be trusted (not a zip, a bad CRC, truncated), or None when it is whole."""
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            bad = opened.testzip()  # reads every entry and checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None if bad is None else f"entry {bad!r} fails its CRC check"
+
+
 def download_competition(
     competition: Competition, folder: Path, gateway: KaggleGateway, force: bool = False
 ) -> Path:
@@ -28,14 +42,23 @@ def download_competition(
         print(f"{archive} is already complete; skipping the download (use --force to fetch it again).")
         return archive
     _marker(archive).unlink(missing_ok=True)
+    if archive.is_file() and not force:  # left by an earlier run that never marked it complete
+        problem = archive_problem(archive)
+        if problem is None:
+            _marker(archive).touch()
+            print(f"{archive} was left complete by an earlier run; checked, not downloaded again.")
+            return archive
+        print(f"{archive} is damaged ({problem}); downloading it again.")
+        archive.unlink()
     if force:
         archive.unlink(missing_ok=True)
     downloaded = gateway.download_competition_archive(competition.slug, folder)
     if downloaded != archive:
         downloaded.replace(archive)
-    if not zipfile.is_zipfile(archive):
+    problem = archive_problem(archive)
+    if problem is not None:
         raise zipfile.BadZipFile(
-            f"the download {archive} is not a zip archive; delete it and run the download again."
+            f"the download {archive} is damaged ({problem}); delete it and run the download again."
         )
     _marker(archive).touch()
     return archive

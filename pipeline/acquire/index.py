@@ -6,6 +6,8 @@ once and reuse it from data/<slug>/index/.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +21,13 @@ from pipeline import layout
 from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
 from pipeline.competitions import Competition
 from pipeline.config import Config
+from pipeline.locks import exclusive
 
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}  # what tf.io.decode_image reads; others are converted
+# Pillow's own limit (89,478,485 pixels, about 9,459 x 9,459): an image whose header claims more is
+# set aside as a decompression bomb instead of being decoded (a photo of a pet is under 1 MP).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # checked explicitly below
 _IGNORED_NAMES = {".unpacked", ".DS_Store", "Thumbs.db"}
 
 
@@ -55,18 +62,33 @@ def check_image(path: Path) -> ImageCheck:
     if path.stat().st_size == 0:
         return ImageCheck(str(path), False, "empty file")
     try:
-        with Image.open(path) as image:
+        opened = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as error:  # Pillow refuses over twice its limit by itself
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        return _bomb(path, int(claimed.group(1)) if claimed else None)
+    except UnidentifiedImageError:
+        return ImageCheck(str(path), False, "not an image (unknown format)")
+    except (OSError, SyntaxError, ValueError) as error:
+        return ImageCheck(str(path), False, f"cannot decode: {error}")
+    if opened.width * opened.height > MAX_PIXELS:
+        opened.close()
+        return _bomb(path, opened.width * opened.height)
+    try:
+        with opened as image:
             width, height = image.size
             image_format = image.format or ""
             image.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale, still reading every byte
             image.load()
-    except UnidentifiedImageError:
-        return ImageCheck(str(path), False, "not an image (unknown format)")
     except (OSError, SyntaxError, ValueError) as error:
         return ImageCheck(str(path), False, f"cannot decode: {error}")
     if width < 2 or height < 2:
         return ImageCheck(str(path), False, f"image too small ({width}x{height})")
     return ImageCheck(str(path), True, "", width, height, needs_conversion=image_format not in TF_FORMATS)
+
+
+def _bomb(path: Path, pixels: int | None) -> ImageCheck:
+    claimed = f"{pixels:,} pixels" if pixels else "too many pixels"
+    return ImageCheck(str(path), False, f"decompression bomb: {claimed} (limit {MAX_PIXELS:,})")
 
 
 def convert_to_png(path: Path, out_dir: Path) -> Path:
@@ -180,10 +202,13 @@ def prepare_index(config: Config, competition: Competition, rebuild: bool = Fals
     target = layout.index_dir(config)
     if not rebuild and (saved := load_index(target)) is not None:
         return saved
-    files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
-    index = build_index(competition, files, layout.converted_dir(config), config.data.validation_workers)
-    save_index(index, target)
-    config.save(target / "config.json")
+    with exclusive(layout.competition_dir(config), "unpacking and indexing", wait=True):
+        if not rebuild and (saved := load_index(target)) is not None:  # built while this one waited
+            return saved
+        files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
+        index = build_index(competition, files, layout.converted_dir(config), config.data.validation_workers)
+        save_index(index, target)
+        config.save(target / "config.json")
     return index
 
 

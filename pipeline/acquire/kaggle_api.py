@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 ENDPOINT_ENV = "PIPELINE_KAGGLE_ENDPOINT"
 TOKEN_PAGE = "https://www.kaggle.com/settings/account"
+CONNECT_TIMEOUT = 15.0  # seconds to open a connection
+READ_TIMEOUT = 60.0  # seconds of silence from a connected server before the request is retried
 T = TypeVar("T")
 
 
@@ -76,6 +80,53 @@ def credentials_source(environ: dict[str, str] | None = None) -> str | None:
     return next((str(path) for path in candidates if path.is_file() and path.stat().st_size > 0), None)
 
 
+def credentials_problem(source: str) -> str | None:
+    """What is wrong with a kaggle.json file (never its key), or None when it looks usable."""
+    path = Path(source)
+    if path.name != "kaggle.json":
+        return None
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"{path} is not valid JSON ({type(error).__name__})"
+    if not isinstance(values, dict) or not all(
+        isinstance(values.get(k), str) and values[k] for k in ("username", "key")
+    ):
+        return f'{path} must hold {{"username": "...", "key": "..."}}'
+    return None
+
+
+def permissions_warning(source: str) -> str | None:
+    """A warning when a credentials file is readable by other users (the key itself is never shown)."""
+    path = Path(source)
+    if not path.is_file() or os.name != "posix" or path.stat().st_mode & 0o077 == 0:
+        return None
+    return f"warning: {path} is readable by other users of this machine; protect it with `chmod 600 {path}`."
+
+
+def endpoint() -> str:
+    """The API endpoint requests go to: api.kaggle.com, or the sandbox's address."""
+    return os.environ.get(ENDPOINT_ENV) or "https://api.kaggle.com"
+
+
+@contextlib.contextmanager
+def http_timeouts(connect: float, read: float) -> Iterator[None]:
+    """Give every HTTP request made inside the block connect and read timeouts: the official client
+    sends its API requests with none, so a server that accepts and never answers would hang it."""
+    import requests.adapters
+
+    original = requests.adapters.HTTPAdapter.send
+
+    def send(self: Any, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:
+        return original(self, request, stream=stream, timeout=timeout or (connect, read), **kwargs)
+
+    requests.adapters.HTTPAdapter.send = send
+    try:
+        yield
+    finally:
+        requests.adapters.HTTPAdapter.send = original
+
+
 def _missing_credentials_message() -> str:
     return (
         "no Kaggle credentials found. Create an API token at "
@@ -108,18 +159,33 @@ class KaggleGateway:
     """The few Kaggle API calls the pipeline makes, with clear errors and bounded retries."""
 
     def __init__(
-        self, retries: int = 4, backoff_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep
+        self,
+        retries: int = 4,
+        backoff_seconds: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
     ):
         self.retries = retries
         self.backoff_seconds = backoff_seconds
+        self.timeouts = timeouts
         self._sleep = sleep
         self._api: Any = None
 
     def _client(self) -> Any:
         if self._api is not None:
             return self._api
-        if credentials_source() is None:
+        source = credentials_source()
+        if source is None:
             raise CredentialsMissingError(_missing_credentials_message())
+        problem = credentials_problem(source)
+        if problem is not None:
+            raise CredentialsMissingError(
+                f"the Kaggle credentials file is unusable: {problem}. Download a new token at {TOKEN_PAGE} "
+                "(API -> Create New Token) and save it there (chmod 600)."
+            )
+        warning = permissions_warning(source)
+        if warning:
+            print(warning, file=sys.stderr)
         endpoint = os.environ.get(ENDPOINT_ENV)
         if endpoint:
             from kagglesdk import kaggle_env
@@ -133,7 +199,10 @@ class KaggleGateway:
             try:
                 api.authenticate()
             except SystemExit as error:
-                raise CredentialsMissingError(_missing_credentials_message()) from error
+                raise CredentialsRejectedError(
+                    f"the Kaggle client could not sign in with the credentials from {source}: they are "
+                    f"malformed, expired or revoked. Create a new API token at {TOKEN_PAGE} and replace them."
+                ) from error
         self._api = api
         return api
 
@@ -143,7 +212,8 @@ class KaggleGateway:
 
         for attempt in range(self.retries + 1):
             try:
-                return fn(self._client())
+                with http_timeouts(*self.timeouts):
+                    return fn(self._client())
             except (requests.exceptions.RequestException, OSError) as error:
                 status = _status(error)
                 if status == 401:
@@ -162,10 +232,12 @@ class KaggleGateway:
                         "check the slug in the address https://www.kaggle.com/competitions/<slug>."
                     ) from error
                 if not _is_transient(error) or attempt == self.retries:
+                    hung = isinstance(error, requests.exceptions.Timeout)
+                    waited = f" (no answer within {self.timeouts[1]:.0f} s per read)" if hung else ""
                     raise KaggleNetworkError(
-                        f"could not {action} after {attempt + 1} attempt(s): {type(error).__name__}: "
-                        f"{error}. Check the connection and run the same command again; "
-                        "completed work is kept."
+                        f"could not {action} at {endpoint()} after {attempt + 1} attempt(s){waited}: "
+                        f"{type(error).__name__}: {str(error)[:300]}. Check the connection (and a proxy, "
+                        "if any) and run the same command again; completed work is kept."
                     ) from error
                 delay = self.backoff_seconds * 2**attempt
                 print(f"Kaggle API: {type(error).__name__} ({status or 'no answer'}); retry in {delay:.0f} s")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +16,16 @@ from tqdm.auto import tqdm
 from pipeline.competitions import Competition
 
 MAX_TOTAL_BYTES = 64 * 2**30  # larger than any image competition's archive should unpack to
-MAX_RATIO = 1000  # uncompressed/compressed size above which a large member is a zip bomb
-_RATIO_MIN_BYTES = 16 * 2**20
+MAX_ENTRY_RATIO = 100  # an entry over 1 MiB that inflates more than this is a zip bomb (JPEGs: ~1, CSV: ~5)
+MAX_ARCHIVE_RATIO = 20  # all entries together, when they declare over 64 MiB: splitting cannot dodge it
+_ENTRY_RATIO_FROM = 2**20
+_ARCHIVE_RATIO_FROM = 64 * 2**20
 _DONE = ".unpacked"
+_PARTIAL = ".partial"
 
 
 class UnsafeArchiveError(ValueError):
-    """An archive would write outside its target folder or declares an absurd size."""
+    """An archive would write outside its target folder, declares absurd sizes, or does not fit the disk."""
 
 
 class MissingDataError(FileNotFoundError):
@@ -35,12 +41,21 @@ class CompetitionFiles:
     sample_submission: Path
 
 
+def _free_bytes(folder: Path) -> int:
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    return shutil.disk_usage(existing).free
+
+
 def check_archive(
-    archive: zipfile.ZipFile, target: Path, max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: int = MAX_RATIO
-) -> None:
-    """Refuse entries escaping `target` (zip-slip), links, and absurd declared sizes (zip bombs)."""
+    archive: zipfile.ZipFile,
+    target: Path,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+    free_bytes: int | None = None,
+) -> int:
+    """Refuse entries escaping `target` (zip-slip), links, zip bombs (per entry and for the whole
+    archive) and archives larger than the free disk space; return the bytes it will write."""
     root = target.resolve()
-    total = 0
+    total = compressed = 0
     for info in archive.infolist():
         where = f"{archive.filename}: entry {info.filename!r}"
         destination = (root / info.filename).resolve()
@@ -49,30 +64,74 @@ def check_archive(
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UnsafeArchiveError(f"{where} is a symbolic link; refusing to unpack.")
         total += info.file_size
-        if info.file_size > _RATIO_MIN_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
+        compressed += info.compress_size
+        if info.file_size > _ENTRY_RATIO_FROM and info.file_size > MAX_ENTRY_RATIO * max(
+            info.compress_size, 1
+        ):
             raise UnsafeArchiveError(
                 f"{where} declares {info.file_size:,} bytes from {info.compress_size:,} compressed "
-                "(a zip bomb?); refusing to unpack."
+                f"(over {MAX_ENTRY_RATIO}x: a zip bomb?); refusing to unpack."
             )
+    if total > _ARCHIVE_RATIO_FROM and total > MAX_ARCHIVE_RATIO * max(compressed, 1):
+        raise UnsafeArchiveError(
+            f"{archive.filename} declares {total:,} bytes unpacked from {compressed:,} compressed "
+            f"(over {MAX_ARCHIVE_RATIO}x for the whole archive: a zip bomb?); refusing to unpack."
+        )
     if total > max_total_bytes:
         raise UnsafeArchiveError(
             f"{archive.filename} declares {total:,} bytes unpacked, over the limit of {max_total_bytes:,}; "
             "refusing to unpack. Check that this is the competition's archive."
         )
+    free = _free_bytes(target) if free_bytes is None else free_bytes
+    if total > free:
+        raise UnsafeArchiveError(
+            f"{archive.filename} needs {total / 2**30:.2f} GiB ({total:,} bytes) unpacked in {target}, "
+            f"but only {free / 2**30:.2f} GiB are free there: free some space (or set --data-root to a "
+            "larger disk) and run the same command again."
+        )
+    return total
 
 
 def extract(archive_path: Path, target: Path, max_total_bytes: int = MAX_TOTAL_BYTES) -> None:
-    """Extract `archive_path` into `target` after `check_archive`, with a progress bar."""
+    """Extract `archive_path` into `target` after `check_archive`, with a progress bar. Each file is
+    written under a temporary name and renamed when complete, so an interruption (or a full disk)
+    never leaves a truncated file under its real name."""
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            check_archive(archive, target, max_total_bytes)
+            needed = check_archive(archive, target, max_total_bytes)
             members = archive.infolist()
             for info in tqdm(members, desc=f"unpack {archive_path.name}", unit="file", leave=False):
-                archive.extract(info, target)
-    except zipfile.BadZipFile as error:
+                _extract_member(archive, info, target, needed)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise zipfile.BadZipFile(
-            f"{archive_path} is damaged or not a zip archive ({error}); delete it and download again."
+            f"{archive_path} is damaged or not a zip archive ({type(error).__name__}: {error}); "
+            "delete it and download again."
         ) from error
+
+
+def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, needed: int) -> None:
+    destination = target / info.filename
+    if info.is_dir():
+        destination.mkdir(parents=True, exist_ok=True)
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + _PARTIAL)
+    try:
+        with archive.open(info) as source, partial.open("wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        if error.errno == errno.ENOSPC:
+            raise UnsafeArchiveError(
+                f"the disk holding {target} filled up while unpacking {Path(archive.filename or '').name} "
+                f"(entry {info.filename!r}); the archive needs {needed / 2**30:.2f} GiB ({needed:,} bytes) "
+                "unpacked. Free some space and run the same command again: finished work is kept."
+            ) from error
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        partial.unlink(missing_ok=True)
+        raise zipfile.BadZipFile(f"entry {info.filename!r}: {error}") from error
+    os.replace(partial, destination)
 
 
 def _find(name: str, folders: list[Path]) -> Path | None:

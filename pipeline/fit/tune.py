@@ -72,16 +72,24 @@ def make_pruner(config: Config) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
 
 
+def sampler_seed(seed: int, worker: int, trials_so_far: int) -> int:
+    """The TPE sampler's seed: per worker, and new at every restart of the study, so a restarted
+    study never draws its first trials again (TPE still conditions on every finished trial)."""
+    return seed + 1000 * worker + 7919 * trials_so_far
+
+
 def load_study(config: Config, worker: int = 0) -> optuna.Study:
-    """Create or continue the configured study, with a TPE sampler seeded per worker."""
-    return optuna.create_study(
+    """Create or continue the configured study, with a TPE sampler seeded per worker and restart."""
+    study = optuna.create_study(
         study_name=config.tune.study,
         storage=open_storage(config),
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=config.data.seed + worker),
         pruner=make_pruner(config),
         load_if_exists=True,
     )
+    seed = sampler_seed(config.data.seed, worker, len(study.get_trials(deepcopy=False)))
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
+    return study
 
 
 def fail_interrupted_trials(config: Config) -> list[int]:

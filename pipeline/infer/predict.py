@@ -9,6 +9,8 @@ chosen on out-of-fold (holdout: validation) predictions, never on the test set.
 from __future__ import annotations
 
 import json
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +53,24 @@ def member_predictions(
     validation = pd.read_csv(fold_dir / "validation_predictions.csv", dtype={"id": str})
     cache = fold_dir / f"tta-{'+'.join(views)}.npz"
     if cache.is_file():
-        saved = np.load(cache)
-        if saved["test"].shape[1] == len(index.test):
-            return validation, saved["validation"], saved["test"]
+        try:
+            with np.load(cache) as saved:
+                validation_views, test_views = saved["validation"], saved["test"]
+            if test_views.shape[1] == len(index.test) and validation_views.shape[1] == len(validation):
+                return validation, validation_views, test_views
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            print(
+                f"warning: discarding the damaged prediction cache {cache} ({type(error).__name__}); recomputing it"
+            )
+            cache.unlink()
     model = keras.saving.load_model(fold_dir / "model.keras")
     by_id = index.train.set_index(index.train["id"].astype(str))
     validation_images = by_id.loc[validation["id"]].reset_index(drop=True)
     validation_views = predict_views(model, _images(validation_images, config), views)
     test_views = predict_views(model, _images(index.test, config), views)
-    np.savez(cache, validation=validation_views, test=test_views)
+    partial = cache.with_name(cache.name + ".partial.npz")  # written whole, then renamed
+    np.savez(partial, validation=validation_views, test=test_views)
+    os.replace(partial, cache)
     return validation, validation_views, test_views
 
 

@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from pipeline.competitions import Competition
 
+MAX_FILE_BYTES = 100 * 2**20  # a submission for an image competition is a few MB at most
+NOTE_CHARS = 300  # messages quote at most this much of a bad file
+
 
 class SubmissionError(ValueError):
     """A submission file is not in the competition's format; the message says what is wrong."""
+
+
+def read_submission(path: Path) -> pd.DataFrame:
+    """The submission CSV at `path`, or a short SubmissionError for files that are no CSV table."""
+    size = path.stat().st_size
+    if size == 0:
+        raise SubmissionError("the file is empty")
+    if size > MAX_FILE_BYTES:
+        raise SubmissionError(f"the file has {size:,} bytes, more than {MAX_FILE_BYTES:,}: not a submission")
+    with path.open("rb") as opened:
+        head = opened.read(1 << 16)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not a multi-byte character cut at the end of the sample
+            raise SubmissionError("the file is not UTF-8 text (binary data?)") from error
+    if b"\0" in head:
+        raise SubmissionError("the file is not text (it holds NUL bytes)")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise SubmissionError(f"the file is not a CSV table ({str(error)[:NOTE_CHARS]})") from error
+
+
+def _short(values: object) -> str:
+    text = repr(values)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def build_submission(
@@ -24,6 +56,12 @@ def build_submission(
     by_id = dict(zip(predictions["id"].astype(str), predictions[value_col], strict=True))
     fallback = train_prior if competition.submission_kind == "probability" else int(train_prior >= 0.5)
     ids = sample[id_col]
+    unknown = sorted(set(by_id) - {str(i) for i in ids})
+    if unknown:
+        print(
+            f"warning: {len(unknown)} predicted test id(s) are not in the sample submission and are left "
+            f"out: {unknown[:10]}"
+        )
     missing = [str(i) for i in ids if str(i) not in by_id]
     values = [by_id.get(str(i), fallback) for i in ids]
     table = pd.DataFrame({id_col: ids.to_numpy(), label_col: values})
@@ -38,7 +76,7 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
     """Raise SubmissionError unless `table` has the sample's header, every id once, and valid values."""
     if list(table.columns) != list(sample.columns):
         raise SubmissionError(
-            f"header is {list(table.columns)}, the competition expects {list(sample.columns)}"
+            f"header is {_short(list(table.columns))}, the competition expects {list(sample.columns)}"
         )
     id_col, label_col = competition.id_column, competition.label_column
     ids = table[id_col].astype(str)

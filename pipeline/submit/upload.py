@@ -13,9 +13,11 @@ from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.submit.ledger import merge_remote, plot_cv_against_public, read_ledger, record
 from pipeline.submit.submission_file import (
+    NOTE_CHARS,
     SubmissionError,
     build_submission,
     prior,
+    read_submission,
     validate_submission,
 )
 
@@ -80,16 +82,16 @@ def submit_file(
         "cv_score": "" if score is None else f"{score:.5g}",
     }
     try:
-        validate_submission(pd.read_csv(path), sample, competition)
+        validate_submission(read_submission(path), sample, competition)
     except SubmissionError as error:
-        record(layout.ledger_path(config), {**row, "status": "invalid", "note": str(error)})
+        record(layout.ledger_path(config), {**row, "status": "invalid", "note": str(error)[:NOTE_CHARS]})
         raise SubmissionError(f"{path} was not uploaded: {error}") from error
     cv_text = "no CV" if score is None else f"CV {competition.metric} {score:.5f}"
     message = f"{run or path.name}: {cv_text}"
     try:
         ref = gateway.submit(competition.slug, path, message)
     except KaggleError as error:
-        record(layout.ledger_path(config), {**row, "status": "failed", "note": str(error)[:300]})
+        record(layout.ledger_path(config), {**row, "status": "failed", "note": str(error)[:NOTE_CHARS]})
         raise
     record(layout.ledger_path(config), {**row, "status": "submitted", "ref": ref, "note": message})
     print(f"Submitted {path.name} to {competition.slug} (reference {ref}): {message}")

@@ -157,11 +157,24 @@ def test_submit_and_leaderboard_through_the_real_client(
     assert read_ledger(layout.ledger_path(config))["status"].tolist() == ["complete", "failed"]
 
 
-def test_an_invalid_file_is_never_uploaded(sandbox: SandboxServer, tmp_path: Path, demo: Competition) -> None:
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (SAMPLE.iloc[:2].to_csv(index=False).encode(), "missing"),
+        (b"", "empty"),
+        (bytes(range(256)) * 1000, "not UTF-8"),
+        (b"x" * 100_000 + b",label\n1,0.5\n", "header"),
+    ],
+)
+def test_an_invalid_file_is_never_uploaded_and_is_recorded(
+    sandbox: SandboxServer, tmp_path: Path, demo: Competition, content: bytes, reason: str
+) -> None:
     config = tiny_config(tmp_path, paths__submissions_root=str(tmp_path / "submissions"))
     broken = tmp_path / "broken.csv"
-    SAMPLE.iloc[:2].to_csv(broken, index=False)
+    broken.write_bytes(content)
     with pytest.raises(SubmissionError, match="not uploaded"):
         submit_file(config, demo, broken, SAMPLE, KaggleGateway())
     assert sandbox.state.calls == []
-    assert read_ledger(layout.ledger_path(config))["status"].tolist() == ["invalid"]
+    ledger = read_ledger(layout.ledger_path(config))
+    assert ledger["status"].tolist() == ["invalid"]
+    assert reason in ledger["note"].iloc[0] and len(ledger["note"].iloc[0]) <= 300

@@ -162,6 +162,7 @@ def test_a_killed_run_resumes_and_a_finished_run_is_not_retrained(
     resumed = Snapshots()
     result = train_holdout(config, demo, demo_index, callbacks=[resumed])
     assert resumed.epochs == [2, 3]  # epochs 0 and 1 were kept
+    assert "phase head: epochs 3-4," in capsys.readouterr().out  # the epochs run now, not 1-4
     assert pd.read_csv(result.run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2, 3]
     again = Snapshots()
     train_holdout(config, demo, demo_index, callbacks=[again])
