@@ -6,8 +6,10 @@ COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 ARGS ?=
 TRIALS ?= 20
 WORKERS ?= 1
+ACCELERATOR ?= gpu
 
-.PHONY: help setup demo download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
+PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
+.PHONY: help setup demo $(PHONY_KERNEL) download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,11 +43,23 @@ train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learni
 predict: setup  ## predict the test set with every fold model and TTA; write the submission CSV
 	$(PY) -m pipeline predict --competition $(COMPETITION) $(ARGS)
 
-submit: setup  ## validate and upload the newest submission CSV through the Kaggle API
-	$(PY) -m pipeline submit --competition $(COMPETITION) $(ARGS)
+submit: setup  ## validate and upload the newest submission CSV (or FILE=...) through the Kaggle API
+	$(PY) -m pipeline submit --competition $(COMPETITION) $(if $(FILE),--file $(FILE)) $(ARGS)
 
 leaderboard: setup  ## every submission with its CV and leaderboard scores
 	$(PY) -m pipeline leaderboard --competition $(COMPETITION) $(ARGS)
+
+kernel-push: setup  ## push this code as a Kaggle kernel and start it (ACCELERATOR=gpu|tpu|none)
+	$(PY) -m pipeline kernel push --competition $(COMPETITION) --accelerator $(ACCELERATOR) $(ARGS)
+
+kernel-status: setup  ## the latest pushed kernel's status (ARGS=--wait: follow it to the end)
+	$(PY) -m pipeline kernel status --competition $(COMPETITION) $(ARGS)
+
+kernel-output: setup  ## fetch the latest kernel's outputs into runs/; ARGS=--submit submits its CSV
+	$(PY) -m pipeline kernel output --competition $(COMPETITION) $(ARGS)
+
+kernel-demo: setup  ## the kernel round trip offline: push to the sandbox, follow, fetch, submit
+	$(PY) -m pipeline kernel-demo $(ARGS)
 
 bench: setup  ## benchmarks on the real photos of ../shared/datasets, side by side with baselines
 	$(PY) -m benchmarks.bench

@@ -154,6 +154,41 @@ def cmd_demo(args: argparse.Namespace) -> None:
     flow.demo(config_from_args(args, presets=(DEMO_PRESET,)))
 
 
+def cmd_kernel_build(args: argparse.Namespace) -> None:
+    """Write the Kaggle kernel bundle (script + kernel-metadata.json) without pushing it."""
+    from pipeline import flow
+
+    flow.kernel_build(config_from_args(args), Path(args.out) if args.out else None)
+
+
+def cmd_kernel_push(args: argparse.Namespace) -> None:
+    """Bundle this code and configuration, push it as a Kaggle kernel (GPU, TPU or CPU) and start it."""
+    from pipeline import flow
+
+    flow.kernel_push(config_from_args(args))
+
+
+def cmd_kernel_status(args: argparse.Namespace) -> None:
+    """The status of the latest pushed kernel version; --wait follows it until it ends."""
+    from pipeline import flow
+
+    flow.kernel_status(config_from_args(args), wait=args.wait)
+
+
+def cmd_kernel_output(args: argparse.Namespace) -> None:
+    """Fetch the latest kernel version's outputs into runs/<slug>/kernel-v<N>/; --submit submits its CSV."""
+    from pipeline import flow
+
+    flow.kernel_output(config_from_args(args), submit_it=args.submit)
+
+
+def cmd_kernel_demo(args: argparse.Namespace) -> None:
+    """The Kaggle-kernel round trip offline: push to the sandbox (which runs it here), follow, fetch, submit."""
+    from pipeline import flow
+
+    flow.kernel_demo(config_from_args(args, presets=(DEMO_PRESET,)))
+
+
 def cmd_demo_data(args: argparse.Namespace) -> None:
     """Generate the demo competition's archive and hidden solution."""
     from pipeline.competitions import get_competition
@@ -220,6 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command("leaderboard", cmd_leaderboard)
     command("demo", cmd_demo)
+    command("kernel-demo", cmd_kernel_demo)
+    kernel = commands.add_parser(
+        "kernel", help="run the pipeline as a Kaggle kernel: build, push, status, output"
+    )
+    steps = kernel.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name, handler in (
+        ("build", cmd_kernel_build),
+        ("push", cmd_kernel_push),
+        ("status", cmd_kernel_status),
+        ("output", cmd_kernel_output),
+    ):
+        step = steps.add_parser(name, help=handler.__doc__, description=handler.__doc__)
+        add_config_flags(step)
+        step.set_defaults(handler=handler)
+        if name == "build":
+            step.add_argument("--out", help="folder to write the bundle into (default: runs/<slug>/kernel/)")
+        if name == "status":
+            step.add_argument("--wait", action="store_true", help="poll with backoff until the run ends")
+        if name == "output":
+            step.add_argument("--submit", action="store_true", help="submit the kernel's submission.csv")
     demo_data = command("demo-data", cmd_demo_data, config=False)
     demo_data.add_argument("--out", required=True, help="folder to write <slug>.zip and solution.csv into")
     demo_data.add_argument("--competition", default="dogs-vs-cats-demo", help="layout to follow")

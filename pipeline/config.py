@@ -26,6 +26,7 @@ DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"
 PRESETS_DIR = Path(__file__).with_name("configs")  # `--config demo` reads configs/demo.toml
 TTA_VIEWS = ("original", "hflip", "zoom", "zoom-hflip")  # implemented in pipeline.infer.tta
 SPACE_KINDS = ("choice", "int", "float", "log")
+ACCELERATORS = ("gpu", "tpu", "none")
 
 
 class ConfigError(ValueError):
@@ -151,6 +152,11 @@ class TrainConfig:
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     label_smoothing: float = setting(0.0, "label smoothing of the loss")
     patience: int = setting(3, "early-stopping patience in epochs (best weights restored)")
+    time_budget: float = setting(
+        0.0,
+        "k-fold: start no fold past this many seconds (3h, 90m) when the longest fold would not fit; 0 = none",
+        parse=duration,
+    )
     mixed_precision: str = setting(
         "auto", "auto: float16 on GPU, bfloat16 on TPU, off on CPU", choices=("auto", "on", "off")
     )
@@ -204,6 +210,21 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class KernelConfig:
+    """Running the pipeline as a Kaggle kernel (notebook session) on Kaggle's GPUs or TPU."""
+
+    accelerator: str = setting(
+        "gpu", "Kaggle machine: gpu (T4 x2), tpu (v5e-8) or none (CPU)", choices=ACCELERATORS
+    )
+    slug: str = setting("", "kernel slug under your username; '' = <competition>-pipeline")
+    internet: bool = setting(False, "internet in the kernel (most competitions require it off)")
+    weights_dataset: str = setting(
+        "", "dataset owner/slug holding the backbone's *_notop.h5 (attached read-only)"
+    )
+    model_sources: str = setting("", "comma-separated Kaggle models owner/model/framework/variation/version")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run depends on."""
 
@@ -215,6 +236,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain nested dictionaries."""
@@ -395,7 +417,7 @@ def _check_choices(config: Config) -> None:
 def _check_space(space: dict[str, str]) -> None:
     known = settings_by_key()
     for key, spec in space.items():
-        if key not in known or known[key].section in ("", "paths", "tune"):
+        if key not in known or known[key].section in ("", "paths", "tune", "kernel"):
             raise ConfigError(
                 f"tune.space has {key!r}, which is not a setting that can be tuned; use dotted names "
                 "such as 'model.backbone' or 'train.head_learning_rate'"

@@ -166,3 +166,91 @@ def demo(config: Config) -> None:
         submission = predict(config)
         submit(config, submission)
         leaderboard(config)
+
+
+def kernel_build(config: Config, out_dir: Path | None = None) -> Path:
+    """Write the Kaggle kernel bundle (script + kernel-metadata.json), validated, without pushing."""
+    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kernel.bundle import build_bundle
+    from pipeline.kernel.metadata import CODE_FILE
+
+    folder = build_bundle(config, KaggleGateway().username(), out_dir or layout.kernel_dir(config))
+    size = (folder / CODE_FILE).stat().st_size
+    print(f"Kernel bundle in {folder}: {CODE_FILE} ({size:,} bytes) and kernel-metadata.json")
+    return folder
+
+
+def kernel_push(config: Config) -> dict:
+    """Bundle the local code and configuration, push it as a Kaggle kernel and start its run."""
+    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kernel import session
+
+    return session.push(config, KaggleGateway())
+
+
+def kernel_status(config: Config, wait: bool = False) -> str:
+    """The status of the latest pushed kernel version (QUEUED, RUNNING, COMPLETE, ERROR, ...)."""
+    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kernel import session
+
+    return session.status(config, KaggleGateway(), wait=wait)
+
+
+def kernel_output(config: Config, submit_it: bool = False) -> Path:
+    """Fetch the latest kernel version's outputs, record its CV in the ledger, optionally submit
+    its submission.csv; return the outputs folder."""
+    import pandas as pd
+
+    from pipeline.acquire.index import sample_submission
+    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kernel import session
+    from pipeline.submit.ledger import record
+    from pipeline.submit.upload import cv_score, submit_file
+
+    competition = get_competition(config.competition)
+    gateway = KaggleGateway()
+    target, run_dir = session.fetch_outputs(config, gateway)
+    submission = target / "submission.csv"
+    if not submission.is_file():
+        raise FileNotFoundError(f"the kernel left no submission.csv in {target}: see its log there.")
+    score = cv_score(run_dir, competition) if run_dir else None
+    record(
+        layout.ledger_path(config),
+        {
+            "competition": competition.slug,
+            "file": str(submission),
+            "run": target.name,
+            "cv_score": "" if score is None else f"{score:.5g}",
+            "status": "fetched",
+        },
+    )
+    print(
+        f"Kernel submission: {submission}"
+        + ("" if score is None else f" (CV {competition.metric} {score:.5f})")
+    )
+    if submit_it:
+        copied = target / competition.sample_submission  # left by the kernel beside its outputs
+        sample = pd.read_csv(copied) if copied.is_file() else sample_submission(config, competition)
+        submit_file(config, competition, submission, sample, gateway, run_dir)
+    return target
+
+
+def kernel_demo(config: Config) -> None:
+    """The Kaggle-kernel round trip offline: push to the sandbox, which runs the kernel locally,
+    follow it, fetch its outputs, submit, and show the leaderboard."""
+    from pipeline.demo.generate import generate_competition
+    from pipeline.demo.kernels import SandboxKernels
+    from pipeline.demo.sandbox import SandboxServer, SandboxState, find_archives, sandbox_environment
+
+    competition = get_competition(config.competition)
+    served = layout.sandbox_dir(config)
+    if not (served / competition.archive).is_file():
+        generate_competition(competition, served)
+    archives = find_archives([served])
+    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
+    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+        kernel_push(config)
+        kernel_status(config, wait=True)
+        kernel_output(config, submit_it=True)
+        leaderboard(config)

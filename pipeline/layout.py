@@ -10,6 +10,7 @@ what is on disk (which runs are finished); no TensorFlow, so `submit` and `leade
     data/_sandbox/<slug>/             the generated demo competition the sandbox serves
     runs/<slug>/<run>/                a k-fold run (fold-<k>/ inside) or a holdout run (<run>-holdout)
     runs/<slug>/preview/  tune/       augmented batches; Optuna studies
+    runs/<slug>/kernel/  kernel-v<N>/ the Kaggle kernel bundle; the outputs of its version N
     runs/bench/                       benchmark tables
     submissions/<slug>-<run>-<UTC>.csv, ledger.csv, <slug>-scores.png
 """
@@ -61,6 +62,17 @@ def folds_file(config: Config, n_splits: int) -> Path:
 def sandbox_dir(config: Config) -> Path:
     """data/_sandbox/<slug>/: the generated competition archive and its hidden solution."""
     return Path(config.paths.data_root) / "_sandbox" / config.competition
+
+
+def kaggle_kernel_paths(kaggle_root: Path, competition_root: Path, scratch: Path) -> dict[str, str]:
+    """The path settings inside a Kaggle kernel: competition files read-only where Kaggle attached
+    them, unpacked images in scratch space, runs and submissions under /kaggle/working (saved)."""
+    return {
+        "paths.input_root": str(competition_root),
+        "paths.data_root": str(scratch),
+        "paths.runs_root": str(kaggle_root / "working" / "runs"),
+        "paths.submissions_root": str(kaggle_root / "working" / "submissions"),
+    }
 
 
 # --- runs/ ---------------------------------------------------------------------------------------
@@ -116,6 +128,16 @@ def finished_runs(config: Config) -> list[str]:
     """Names of every finished run of the competition, for error messages."""
     runs = competition_runs(config)
     return sorted(d.name for d in runs.glob("*") if d.is_dir() and member_dirs(d)) if runs.is_dir() else []
+
+
+def kernel_dir(config: Config) -> Path:
+    """runs/<slug>/kernel/: the bundle last built or pushed, and pushed.json (id, version, URL)."""
+    return competition_runs(config) / "kernel"
+
+
+def kernel_output_dir(config: Config, version: int) -> Path:
+    """runs/<slug>/kernel-v<N>/: the outputs of version N of the pushed kernel."""
+    return competition_runs(config) / f"kernel-v{version}"
 
 
 def preview_dir(config: Config) -> Path:

@@ -48,6 +48,10 @@ class KaggleNetworkError(KaggleError):
     """Kaggle could not be reached, or kept failing, after every retry."""
 
 
+class KernelError(KaggleError):
+    """Kaggle refused a kernel push, or a kernel's status or outputs cannot be had."""
+
+
 class SubmissionUploadError(KaggleError):
     """The submission file did not reach Kaggle (the client returns a message instead of raising)."""
 
@@ -206,7 +210,7 @@ class KaggleGateway:
         self._api = api
         return api
 
-    def _call(self, action: str, competition: str, fn: Callable[[Any], T]) -> T:
+    def _call(self, action: str, competition: str, fn: Callable[[Any], T], kernel: str = "") -> T:
         """Run `fn(client)`, retrying transient failures with exponential backoff."""
         import requests
 
@@ -220,6 +224,11 @@ class KaggleGateway:
                     raise CredentialsRejectedError(
                         f"Kaggle rejected the credentials (401) while trying to {action}. "
                         f"Create a new API token at {TOKEN_PAGE} and replace the old one."
+                    ) from error
+                if status in (403, 404) and kernel:
+                    raise KernelError(
+                        f"Kaggle answered {status} while trying to {action}: no kernel {kernel} is visible to "
+                        "this account. Check the username in the id, or push it first (make kernel-push)."
                     ) from error
                 if status == 403:
                     raise RulesNotAcceptedError(
@@ -304,6 +313,63 @@ class KaggleGateway:
             lambda api: api.competition_leaderboard_view(competition, page_size=200),
         )
         return [{"team": r.team_name, "score": _number(r.score)} for r in (rows or [])]
+
+    def username(self) -> str:
+        """The signed-in user's name (kernel ids are <username>/<slug>)."""
+        api = self._client()
+        name = api.get_config_value(api.CONFIG_NAME_USER) or os.environ.get("KAGGLE_USERNAME")
+        if not name:
+            raise CredentialsMissingError(
+                "the Kaggle username is unknown (an API token alone does not say it): export KAGGLE_USERNAME."
+            )
+        return str(name)
+
+    def push_kernel(self, folder: Path, kernel: str) -> tuple[str, int]:
+        """Push the bundle in `folder` (SaveKernel) and start a run; return its URL and version number.
+
+        SaveKernel reports refusals in the response (`error`, invalid sources) without raising: each
+        of them is a failure here, with Kaggle's words.
+        """
+        try:
+            response = self._call(
+                f"push kernel {kernel}", "", lambda api: api.kernels_push(str(folder)), kernel=kernel
+            )
+        except ValueError as error:  # the client's own checks of the metadata
+            raise KernelError(f"the kernel in {folder} was not pushed: {error}") from error
+        problems = [str(response.error)] if getattr(response, "error", None) else []
+        for label in ("dataset", "competition", "kernel", "model"):
+            invalid = list(getattr(response, f"invalid_{label}_sources", None) or [])
+            if invalid:
+                problems.append(f"invalid {label} sources: {', '.join(invalid)}")
+        if list(getattr(response, "invalid_tags", None) or []):
+            problems.append(f"invalid tags: {', '.join(response.invalid_tags)}")
+        if problems:
+            raise KernelError(f"Kaggle refused kernel {kernel}: {'; '.join(problems)}")
+        return str(response.url), int(response.version_number or 0)
+
+    def kernel_status(self, kernel: str, version: int | None) -> tuple[str, str]:
+        """(status, failure message) of a kernel's version: QUEUED, RUNNING, COMPLETE, ERROR, ..."""
+        ref = f"{kernel}/{version}" if version else kernel
+        response = self._call(
+            f"read the status of kernel {ref}", "", lambda api: api.kernels_status(ref), kernel=ref
+        )
+        status = getattr(response.status, "name", str(response.status))
+        return status, str(getattr(response, "failure_message", "") or "")
+
+    def kernel_output(self, kernel: str, version: int | None, target: Path) -> list[Path]:
+        """Download every output file of a kernel's version (and its log) into `target`."""
+        ref = f"{kernel}/{version}" if version else kernel
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            files, _ = self._call(
+                f"download the outputs of kernel {ref}",
+                "",
+                lambda api: api.kernels_output(ref, str(target), force=True, quiet=True),
+                kernel=ref,
+            )
+        except ValueError as error:  # e.g. an output name that would land outside `target`
+            raise KernelError(f"the outputs of kernel {ref} were not downloaded: {error}") from error
+        return [Path(f) for f in files]
 
 
 def _number(text: str | None) -> float | None:

@@ -30,6 +30,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 
 from pipeline.competitions import UnknownCompetitionError, get_competition
+from pipeline.demo.kernels import SandboxKernels
 
 SANDBOX_USERNAME = "sandbox"
 SANDBOX_KEY = "sandbox-key"  # not a secret: the sandbox accepts only this pair
@@ -51,6 +52,7 @@ class SandboxState:
     calls: list[str] = field(default_factory=list)
     uploads: dict[str, dict] = field(default_factory=dict)  # token -> {"name", "data"}
     submissions: list[dict] = field(default_factory=list)  # newest last
+    kernels: SandboxKernels | None = None  # kernels pushed here run locally (None: no kernel RPCs)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -258,7 +260,42 @@ class _Handler(BaseHTTPRequestHandler):
         rows.sort(key=lambda r: float(r["score"]), reverse=higher_is_better)
         self._json(200, {"submissions": rows})
 
+    def _kernels(self) -> SandboxKernels | None:
+        if self.state.kernels is None:
+            self._error(404, "this sandbox runs no kernels")
+        return self.state.kernels
+
+    def rpc_SaveKernel(self, request: dict) -> None:
+        if (kernels := self._kernels()) is not None:
+            self._json(200, kernels.save(request, self.state.username, self.headers.get("Host", "")))
+
+    def rpc_GetKernelSessionStatus(self, request: dict) -> None:
+        if (kernels := self._kernels()) is not None:
+            found = kernels.status(request)
+            self._json(200, found) if found else self._error(404, "Kernel not found")
+
+    def rpc_ListKernelSessionOutput(self, request: dict) -> None:
+        if (kernels := self._kernels()) is not None:
+            found = kernels.outputs(request, self.headers.get("Host", ""))
+            self._json(200, found) if found else self._error(404, "Kernel not found")
+
+    def _kernel_output(self, slug: str, version: int, name: str) -> None:
+        path = self.state.kernels.output_file(slug, version, name) if self.state.kernels else None
+        if path is None:
+            return self._error(404, "no such output file")
+        data = path.read_bytes()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:
+        output = re.match(
+            r"^/kernel-output/(?P<slug>[\w.-]+)/(?P<version>\d+)/(?P<name>.+)$", self.path.split("?")[0]
+        )
+        if output:
+            return self._kernel_output(output["slug"], int(output["version"]), output["name"])
         match = re.match(r"^/files/(?P<slug>[\w.-]+)\.zip$", self.path.split("?")[0])
         archive = self.state.archives.get(match.group("slug")) if match else None
         if archive is None:
@@ -308,6 +345,8 @@ class SandboxServer:
         return self
 
     def stop(self) -> None:
+        if self.state.kernels is not None:
+            self.state.kernels.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,25 @@ def train_kfold(
     index: ImageIndex,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> CrossValidation:
-    """Train every fold (finished folds are skipped), then score the out-of-fold predictions."""
+    """Train every fold (finished folds are skipped), then score the out-of-fold predictions.
+
+    With `train.time_budget`, no fold is started once the time left is less than the longest fold
+    so far: the folds trained by then form the run (a Kaggle session ends at its limit, killed).
+    """
     k = config.train.folds
     folds = kfold_assignment(config, index)
     run_dir = layout.kfold_run_dir(config)
     oof_parts, rows = [], []
+    started, longest = time.monotonic(), 0.0
     for fold in range(k):
+        left = config.train.time_budget - (time.monotonic() - started)
+        if config.train.time_budget and fold and left < longest:
+            print(
+                f"Time budget: {left:.0f} s left, a fold takes up to {longest:.0f} s; stopping at {fold} of {k} folds."
+            )
+            break
         print(f"=== Fold {fold + 1}/{k} ===")
+        fold_started = time.monotonic()
         result = train_run(
             config,
             competition,
@@ -49,6 +62,7 @@ def train_kfold(
             layout.fold_dir(run_dir, fold),
             callbacks,
         )
+        longest = max(longest, time.monotonic() - fold_started)
         predictions = pd.read_csv(result.run_dir / "validation_predictions.csv", dtype={"id": str})
         oof_parts.append(predictions.assign(fold=fold))
         rows.append({"fold": str(fold), **{k_: v for k_, v in result.metrics.items() if k_ != "seconds"}})

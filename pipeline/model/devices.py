@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -24,12 +27,28 @@ class DeviceSetup:
         return f"{self.kind} x{self.replicas}, {self.precision}, jit_compile={self.jit_compile}"
 
 
-def _find_tpu() -> tf.distribute.cluster_resolver.TPUClusterResolver | None:
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    except (ValueError, RuntimeError, tf.errors.NotFoundError):
+def tpu_address(environ: Mapping[str, str], accel_device: Path = Path("/dev/accel0")) -> str | None:
+    """Where a TPU is: TPU_NAME (a TPU node), 'local' on a TPU VM (TPU_ACCELERATOR_TYPE set, or a
+    /dev/accel* device, as on Kaggle's v5e-8), or None when nothing says there is one."""
+    if environ.get("TPU_NAME"):
+        return environ["TPU_NAME"]
+    if environ.get("TPU_ACCELERATOR_TYPE") or accel_device.exists():
+        return "local"
+    return None
+
+
+def find_tpu() -> tf.distribute.cluster_resolver.TPUClusterResolver | None:
+    """The TPU's resolver, or None; a TPU that should be there but cannot be reached is said aloud."""
+    address = tpu_address(os.environ)
+    if address is None:
         return None
-    return resolver
+    try:
+        return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+    except (ValueError, RuntimeError, tf.errors.NotFoundError) as error:
+        print(
+            f"warning: this machine looks like a TPU host ({address}) but TensorFlow cannot reach it: {error}"
+        )
+        return None
 
 
 def choose_precision(kind: str, setting: str) -> str:
@@ -41,7 +60,7 @@ def choose_precision(kind: str, setting: str) -> str:
 
 def setup_devices(config: TrainConfig) -> DeviceSetup:
     """Pick TPUStrategy, MirroredStrategy (several GPUs) or the default strategy, and set precision."""
-    resolver = _find_tpu()
+    resolver = find_tpu()
     if resolver is not None:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)

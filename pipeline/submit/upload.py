@@ -67,14 +67,26 @@ def latest_submission_or_explain(config: Config) -> Path:
 
 
 def submit_file(
-    config: Config, competition: Competition, path: Path, sample: pd.DataFrame, gateway: KaggleGateway
+    config: Config,
+    competition: Competition,
+    path: Path,
+    sample: pd.DataFrame,
+    gateway: KaggleGateway,
+    run_dir: Path | None = None,
 ) -> int:
     """Validate `path`, upload it, and record the attempt in the ledger whatever happens.
 
-    The run (and so the CV score) is read from the file name that `predict` gave it.
+    The run (and so the CV score) is `run_dir`, or read from the file name `predict` gave it.
     """
     run = layout.submission_run(path, competition.slug) or ""
-    score = cv_score(layout.competition_runs(config) / run, competition) if run else None
+    if run_dir is None and run:
+        run_dir = layout.competition_runs(config) / run
+    if run_dir is not None:
+        try:
+            run = str(run_dir.relative_to(layout.competition_runs(config)))
+        except ValueError:
+            run = run_dir.name
+    score = cv_score(run_dir, competition) if run_dir is not None else None
     row = {
         "competition": competition.slug,
         "file": path.name,

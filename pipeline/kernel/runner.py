@@ -1,0 +1,151 @@
+"""Inside the Kaggle kernel: find the inputs, check the devices and weights in the first seconds,
+then index -> train -> predict, leaving the results in /kaggle/working.
+
+PIPELINE_KAGGLE_ROOT maps /kaggle elsewhere (the sandbox and the tests run kernels locally).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline import layout
+from pipeline.config import Config, apply_settings, validate
+from pipeline.kernel.metadata import SESSION_LIMITS
+from pipeline.model.registry import get_backbone
+
+KAGGLE_ROOT_ENV = "PIPELINE_KAGGLE_ROOT"
+SANDBOX_ENV = "PIPELINE_KERNEL_SANDBOX"  # set by the sandbox: a GPU/TPU push may run on its CPU
+SAFETY_MARGIN = 45 * 60  # seconds kept free before Kaggle's session limit for prediction and saving
+
+
+class KernelSetupError(RuntimeError):
+    """The kernel cannot do its work as pushed; the message says what to attach or change."""
+
+
+def kaggle_root() -> Path:
+    """/kaggle, or where PIPELINE_KAGGLE_ROOT points."""
+    return Path(os.environ.get(KAGGLE_ROOT_ENV, "/kaggle"))
+
+
+def find_competition_root(input_dir: Path, slug: str) -> Path:
+    """The folder holding <slug>/ among Kaggle's two layouts: /kaggle/input/<slug>/ and
+    /kaggle/input/competitions/<slug>/."""
+    for root in (input_dir, input_dir / "competitions"):
+        if (root / slug).is_dir():
+            return root
+    raise KernelSetupError(
+        f"the competition's files are not in {input_dir / slug} nor {input_dir / 'competitions' / slug}: "
+        f"add the competition {slug!r} as an input of the kernel (competition_sources)."
+    )
+
+
+def find_weights(config: Config, input_dir: Path) -> str:
+    """The weights setting to use here: an attached *_notop.h5 when there is one, 'imagenet' with
+    internet on, else a KernelSetupError naming the file to attach."""
+    spec = get_backbone(config.model.backbone)
+    wanted = config.model.weights
+    if not spec.pretrained or wanted in ("", "none") or (wanted != "imagenet" and Path(wanted).is_file()):
+        return wanted
+    name = spec.weights_file if wanted == "imagenet" else Path(wanted).name
+    found = sorted(input_dir.rglob(name)) if input_dir.is_dir() else []
+    if found:
+        print(f"Weights: {found[0]} (attached)")
+        return str(found[0])
+    if config.kernel.internet and wanted == "imagenet":
+        return "imagenet"
+    raise KernelSetupError(
+        f"no {name} under {input_dir} and the kernel has no internet: attach a dataset holding it "
+        f"(--weights-dataset owner/slug; the file is keras.applications.{spec.constructor}'s notop "
+        "weights), or push with --internet, or --weights none."
+    )
+
+
+def describe_devices() -> tuple[list[str], list[str]]:
+    """(GPUs, TPUs) TensorFlow sees here, after printing the versions and devices."""
+    import keras
+    import tensorflow as tf
+
+    from pipeline.model.devices import find_tpu
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    tpu = find_tpu()
+    tpus = [] if tpu is None else [str(tpu.master())]
+    print(
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+        f"GPUs: {gpus or 'none'}; TPU: {tpus or 'none'}; CPUs: {os.cpu_count()}"
+    )
+    return gpus, tpus
+
+
+def check_accelerator(accelerator: str, gpus: list[str], tpus: list[str], sandbox: bool) -> None:
+    """Refuse to run a GPU or TPU push quietly on the CPU."""
+    missing = (accelerator == "gpu" and not gpus) or (accelerator == "tpu" and not tpus)
+    if not missing:
+        return
+    if sandbox:
+        print(f"Sandbox: this {accelerator} kernel runs on the local CPU.")
+        return
+    hint = (
+        "Kaggle's current TPU image ships a CPU-only TensorFlow: push with --accelerator gpu"
+        if accelerator == "tpu"
+        else "check the kernel's accelerator setting and your GPU quota (`kaggle quota`)"
+    )
+    raise KernelSetupError(f"pushed for a {accelerator} but TensorFlow finds none here; {hint}.")
+
+
+def kernel_config(values: dict[str, Any], root: Path) -> Config:
+    """The bundled configuration with this machine's paths, weights and time budget."""
+    bundled = validate(apply_settings(Config(), values, "bundled configuration"))
+    input_dir = root / "input"
+    competition_root = find_competition_root(input_dir, bundled.competition)
+    scratch = Path(tempfile.gettempdir()) / "pipeline-data"  # unpacked images stay out of the saved outputs
+    budget = bundled.train.time_budget or SESSION_LIMITS[bundled.kernel.accelerator] - SAFETY_MARGIN
+    return validate(
+        apply_settings(
+            bundled,
+            {
+                **layout.kaggle_kernel_paths(root, competition_root, scratch),
+                "model.weights": find_weights(bundled, input_dir),
+                "train.time_budget": budget,
+            },
+            "kernel environment",
+        )
+    )
+
+
+def find_sample_submission(config: Config) -> Path:
+    """The competition's sample submission among its unpacked files."""
+    from pipeline.acquire.unpack import unpack_competition
+    from pipeline.competitions import get_competition
+
+    files = unpack_competition(
+        get_competition(config.competition), layout.input_dir(config), layout.competition_dir(config)
+    )
+    return files.sample_submission
+
+
+def main(values: dict[str, Any]) -> Path:
+    """Run the bundled configuration end to end; return the submission written to /kaggle/working."""
+    from pipeline import flow
+
+    root = kaggle_root()
+    config = kernel_config(values, root)
+    gpus, tpus = describe_devices()
+    check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
+    print("Configuration:\n" + config.to_json(), flush=True)
+    flow.index(config)
+    flow.train(config)
+    submission = flow.predict(config)
+    final = root / "working" / "submission.csv"
+    shutil.copyfile(submission, final)
+    sample = find_sample_submission(config)
+    shutil.copyfile(sample, root / "working" / sample.name)  # to validate against where the data is not
+    print(f"Kernel finished: {final}", flush=True)
+    sys.stdout.flush()
+    return final

@@ -1,0 +1,90 @@
+"""Push the bundle, follow the kernel's session, fetch its outputs: through the Kaggle adapter.
+
+The latest push is remembered in runs/<slug>/kernel/pushed.json (id, version, URL), so
+`kernel status` and `kernel output` need no arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.acquire.kaggle_api import KaggleGateway, KernelError
+from pipeline.config import Config
+from pipeline.kernel.bundle import build_bundle
+from pipeline.kernel.metadata import kernel_slug
+
+FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
+PUSHED = "pushed.json"
+
+
+def push(config: Config, gateway: KaggleGateway) -> dict:
+    """Build, validate and push the bundle; remember and return {id, version, url}."""
+    username = gateway.username()
+    folder = build_bundle(config, username, layout.kernel_dir(config))
+    kernel = f"{username}/{kernel_slug(config)}"
+    url, version = gateway.push_kernel(folder, kernel)
+    pushed = {
+        "id": kernel,
+        "version": version,
+        "url": url,
+        "accelerator": config.kernel.accelerator,
+        "pushed": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    (folder / PUSHED).write_text(json.dumps(pushed, indent=2) + "\n")
+    print(f"Pushed {kernel} version {version} ({config.kernel.accelerator}): {url}")
+    return pushed
+
+
+def last_push(config: Config) -> dict:
+    """What `push` remembered, or a KernelError saying to push first."""
+    path = layout.kernel_dir(config) / PUSHED
+    if not path.is_file():
+        raise KernelError(
+            f"no kernel pushed for {config.competition} from here ({path}): run `make kernel-push` first."
+        )
+    return json.loads(path.read_text())
+
+
+def status(
+    config: Config,
+    gateway: KaggleGateway,
+    wait: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    first_delay: float = 5.0,
+    max_delay: float = 60.0,
+) -> str:
+    """The status of the latest pushed version; with `wait`, poll with backoff until it ends.
+    A kernel that ended in ERROR raises KernelError with Kaggle's failure message."""
+    pushed = last_push(config)
+    delay = first_delay
+    while True:
+        state, failure = gateway.kernel_status(pushed["id"], pushed["version"])
+        print(
+            f"{pushed['id']} version {pushed['version']}: {state}" + (f" ({failure})" if failure else ""),
+            flush=True,
+        )
+        if not wait or state in FINAL:
+            break
+        sleep(delay)
+        delay = min(delay * 2, max_delay)
+    if state == "ERROR":
+        raise KernelError(
+            f"kernel {pushed['id']} version {pushed['version']} failed: {failure or 'no message'}"
+        )
+    return state
+
+
+def fetch_outputs(config: Config, gateway: KaggleGateway) -> tuple[Path, Path | None]:
+    """Download the latest version's outputs into runs/<slug>/kernel-v<N>/; return the folder and
+    the run inside it that made its submission (None when it has none)."""
+    pushed = last_push(config)
+    target = layout.kernel_output_dir(config, pushed["version"])
+    files = gateway.kernel_output(pushed["id"], pushed["version"], target)
+    print(f"{len(files)} output file(s) of {pushed['id']} version {pushed['version']} in {target}")
+    predicted = sorted(target.glob(f"runs/{config.competition}/*/ensemble.json"))
+    return target, predicted[-1].parent if predicted else None

@@ -1,0 +1,129 @@
+"""Kaggle kernels through the real client and the sandbox, which runs pushed kernels on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import flow, layout
+from pipeline.acquire.kaggle_api import KaggleGateway, KernelError
+from pipeline.competitions import Competition
+from pipeline.config import Config
+from pipeline.demo.kernels import SandboxKernels
+from pipeline.demo.sandbox import SandboxServer, find_archives
+from pipeline.fit.cross_validation import train_kfold
+from pipeline.kernel import session
+from pipeline.kernel.bundle import build_bundle
+from pipeline.kernel.metadata import CODE_FILE, KernelMetadataError
+from pipeline.kernel.runner import KAGGLE_ROOT_ENV, SANDBOX_ENV
+from pipeline.submit.submission_file import validate_submission
+from tests.conftest import tiny_config
+
+TINY = {
+    "model__backbone": "small-cnn",
+    "data__image_size": 32,
+    "train__folds": 2,
+    "train__head_epochs": 2,
+    "kernel__accelerator": "gpu",
+}
+
+
+def quick_sleep(seconds: float) -> None:
+    time.sleep(0.5)
+
+
+@pytest.fixture
+def kernel_sandbox(demo_archive_dir: Path, sandbox: SandboxServer, tmp_path: Path) -> Iterator[SandboxServer]:
+    """The sandbox serving the small demo competition, running pushed kernels under tmp_path."""
+    sandbox.state.kernels = SandboxKernels(find_archives([demo_archive_dir]), tmp_path / "kernels")
+    yield sandbox
+    sandbox.state.kernels.stop()
+
+
+def test_push_follow_fetch_and_submit_a_gpu_kernel(
+    kernel_sandbox: SandboxServer, tmp_path: Path, demo: Competition, demo_archive_dir: Path
+) -> None:
+    config = tiny_config(tmp_path, paths__submissions_root=str(tmp_path / "submissions"), **TINY)
+    pushed = session.push(config, KaggleGateway())
+    assert pushed["id"] == "sandbox/dogs-vs-cats-demo-pipeline" and pushed["version"] == 1
+    request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].request
+    assert request["machineShape"] == "NvidiaTeslaT4" and request["enableGpu"] is True
+    assert request["enableInternet"] is False and request["competitionDataSources"] == [demo.slug]
+    assert request["text"] == (layout.kernel_dir(config) / CODE_FILE).read_text()  # the bundled code
+    assert session.status(config, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
+    target = flow.kernel_output(config, submit_it=True)
+    assert target == layout.kernel_output_dir(config, 1)
+    submission = pd.read_csv(target / "submission.csv")
+    validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
+    assert (target / "dogs-vs-cats-demo-pipeline.log").read_text().count("Kernel finished") == 1
+    assert list(target.glob("runs/dogs-vs-cats-demo/*/cv.csv"))
+    ledger = pd.read_csv(layout.ledger_path(config))
+    assert ledger["status"].tolist() == ["fetched", "submitted"] and ledger["cv_score"].notna().all()
+
+
+def test_a_kernel_that_raises_is_reported_as_error_with_its_message(
+    kernel_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    config = tiny_config(tmp_path, **{**TINY, "model__backbone": "mobilenet-0.25"})  # no weights attached
+    session.push(config, KaggleGateway())
+    with pytest.raises(KernelError, match=r"failed: .*KernelSetupError: no mobilenet_2_5_224_tf_no_top\.h5"):
+        session.status(config, KaggleGateway(), wait=True, sleep=quick_sleep)
+
+
+def test_kaggle_refusals_are_failures_and_bad_metadata_never_leaves(
+    kernel_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    config = tiny_config(tmp_path, **TINY)
+    kernel_sandbox.state.kernels.push_error = "Notebook title is already in use"
+    with pytest.raises(KernelError, match=r"refused kernel .*already in use"):
+        session.push(config, KaggleGateway())
+    missing = tiny_config(tmp_path, **TINY, kernel__weights_dataset="someone/not-here")
+    with pytest.raises(KernelError, match="invalid dataset sources: someone/not-here"):
+        session.push(missing, KaggleGateway())
+    calls = len(kernel_sandbox.state.calls)
+    broken = tiny_config(tmp_path, **TINY, kernel__weights_dataset="not a slug")
+    with pytest.raises(KernelMetadataError, match="dataset_sources"):
+        session.push(broken, KaggleGateway())
+    assert "SaveKernel" not in kernel_sandbox.state.calls[calls:]
+
+
+def test_the_generated_script_runs_in_kaggles_flat_layout(
+    tmp_path: Path, demo_archive_dir: Path, demo: Competition
+) -> None:
+    config = tiny_config(tmp_path / "local", **{**TINY, "kernel__accelerator": "none"})
+    bundle = build_bundle(config, "me", tmp_path / "bundle")
+    root = tmp_path / "kaggle"
+    with zipfile.ZipFile(demo_archive_dir / demo.archive) as archive:
+        archive.extractall(root / "input" / demo.slug)  # /kaggle/input/<slug>/
+    (root / "working").mkdir()
+    env = {**os.environ, KAGGLE_ROOT_ENV: str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(SANDBOX_ENV, None)
+    done = subprocess.run(
+        [sys.executable, str(bundle / CODE_FILE)],
+        cwd=root / "working",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Python 3." in done.stdout and "GPUs: none" in done.stdout
+    submission = pd.read_csv(root / "working" / "submission.csv")
+    validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
+    assert not any((root / "working").rglob("*.jpg"))  # images unpacked to scratch space, not saved
+
+
+def test_a_time_budget_stops_starting_folds(tmp_path: Path, demo: Competition, demo_index) -> None:
+    config: Config = tiny_config(tmp_path, **{**TINY, "train__folds": 3, "train__time_budget": 0.001})
+    cv = train_kfold(config, demo, demo_index)
+    assert cv.scores["fold"].tolist() == ["0", "all"]  # one fold, then no time for another
+    assert json.loads((cv.run_dir / "cv.json").read_text())[-1]["fold"] == "all"
