@@ -9,7 +9,7 @@ WORKERS ?= 1
 ACCELERATOR ?= gpu
 
 PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
-.PHONY: help setup demo $(PHONY_KERNEL) download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
+.PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ predict: setup  ## predict the test set with every fold model and TTA; write the
 
 submit: setup  ## validate and upload the newest submission CSV (or FILE=...) through the Kaggle API
 	$(PY) -m pipeline submit --competition $(COMPETITION) $(if $(FILE),--file $(FILE)) $(ARGS)
+
+report: setup  ## the report page of the newest finished run (ARGS="--run NAME" for another)
+	$(PY) -m pipeline report --competition $(COMPETITION) $(ARGS)
 
 leaderboard: setup  ## every submission with its CV and leaderboard scores
 	$(PY) -m pipeline leaderboard --competition $(COMPETITION) $(ARGS)

@@ -133,6 +133,13 @@ def cmd_submit(args: argparse.Namespace) -> None:
     flow.submit(config_from_args(args), Path(args.file) if args.file else None)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """Write the report page of a finished run (--run NAME, or the newest of the backbone and size)."""
+    from pipeline import flow
+
+    flow.report(config_from_args(args))
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     """Show every submission with its CV and leaderboard scores; update the ledger and its plot."""
     from pipeline import flow
@@ -254,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--file", help="submission CSV to upload (default: the newest of the run)"
     )
     command("leaderboard", cmd_leaderboard)
+    command("report", cmd_report)
     command("demo", cmd_demo)
     command("kernel-demo", cmd_kernel_demo)
     kernel = commands.add_parser(

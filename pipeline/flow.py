@@ -79,8 +79,21 @@ def train(config: Config, holdout: bool = False, wait: bool = False) -> Path:
     run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
     with exclusive(run_dir, "training", wait=wait):
         if holdout:
-            return train_holdout(config, competition, found).run_dir
-        return train_kfold(config, competition, found).run_dir
+            train_holdout(config, competition, found)
+        else:
+            train_kfold(config, competition, found)
+    report(config, run_dir)
+    return run_dir
+
+
+def report(config: Config, run_dir: Path | None = None) -> Path:
+    """Write the run's report.html (`predict.run`, else the newest finished run); return its path."""
+    from pipeline.infer.predict import find_run_or_explain
+    from pipeline.report.build import build_report
+
+    page = build_report(config, run_dir or find_run_or_explain(config))
+    print(f"Report: {page}")
+    return page
 
 
 def predict(config: Config) -> Path:
@@ -166,6 +179,7 @@ def demo(config: Config) -> None:
         submission = predict(config)
         submit(config, submission)
         leaderboard(config)
+    report(config)
 
 
 def kernel_build(config: Config, out_dir: Path | None = None) -> Path:

@@ -140,8 +140,9 @@ def main(values: dict[str, Any]) -> Path:
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
     print("Configuration:\n" + config.to_json(), flush=True)
     flow.index(config)
-    flow.train(config)
+    flow.train(config)  # also writes the run's report.html under /kaggle/working/runs
     submission = flow.predict(config)
+    flow.report(config)  # again, now with the test-time predictions
     final = root / "working" / "submission.csv"
     shutil.copyfile(submission, final)
     sample = find_sample_submission(config)

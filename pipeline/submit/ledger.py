@@ -55,29 +55,22 @@ def merge_remote(ledger: pd.DataFrame, remote: list[dict], competition: str) -> 
     return merged
 
 
-def plot_cv_against_public(ledger: pd.DataFrame, competition: str, path: Path) -> Path | None:
-    """Save a PNG of CV score and public score of each scored submission over time; None if nothing to plot."""
-    import matplotlib
+def plot_cv_against_public(ledger: pd.DataFrame, competition: str, metric: str, path: Path) -> Path | None:
+    """Save the scatter of CV (x) against public score (y) of each scored submission, with y = x;
+    None if nothing is scored yet."""
+    from pipeline.report.plots import cv_against_public
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    rows = ledger[ledger["competition"] == competition].copy()
+    for column in ("cv_score", "public_score"):
+        rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    rows = rows.dropna(subset=["cv_score", "public_score"])
+    return None if rows.empty else cv_against_public(rows, metric, path)
 
-    rows = ledger[(ledger["competition"] == competition)].copy()
-    rows["public_score"] = pd.to_numeric(rows["public_score"], errors="coerce")
-    rows["cv_score"] = pd.to_numeric(rows["cv_score"], errors="coerce")
-    rows = rows.dropna(subset=["public_score"])
-    if rows.empty:
-        return None
-    times = pd.to_datetime(rows["time"])
-    figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(times, rows["cv_score"], "o-", label="CV (out-of-fold)")
-    axis.plot(times, rows["public_score"], "s-", label="public leaderboard")
-    axis.set_title(f"{competition}: CV against public score")
-    axis.set_xlabel("submission time (UTC)")
-    axis.set_ylabel("score")
-    axis.legend()
-    figure.autofmt_xdate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return path
+
+def readable(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The ledger with scores shown to 5 significant digits."""
+    shown = ledger.copy()
+    for column in ("cv_score", "public_score", "private_score"):
+        numbers = pd.to_numeric(shown[column], errors="coerce")
+        shown[column] = [f"{v:.5g}" if pd.notna(v) else "" for v in numbers]
+    return shown

@@ -11,7 +11,7 @@ from pipeline import layout
 from pipeline.acquire.kaggle_api import KaggleError, KaggleGateway
 from pipeline.competitions import Competition
 from pipeline.config import Config
-from pipeline.submit.ledger import merge_remote, plot_cv_against_public, read_ledger, record
+from pipeline.submit.ledger import merge_remote, plot_cv_against_public, read_ledger, readable, record
 from pipeline.submit.submission_file import (
     NOTE_CHARS,
     SubmissionError,
@@ -118,8 +118,8 @@ def show_leaderboard(config: Config, competition: Competition, gateway: KaggleGa
     mine = ledger[ledger["competition"] == competition.slug]
     columns = ["time", "run", "cv_score", "public_score", "private_score", "status", "file"]
     print(f"Submissions to {competition.slug} ({layout.ledger_path(config)}):")
-    print(mine[columns].to_string(index=False) if len(mine) else "  none yet")
-    plot = plot_cv_against_public(ledger, competition.slug, layout.scores_plot(config))
+    print(readable(mine)[columns].to_string(index=False) if len(mine) else "  none yet")
+    plot = plot_cv_against_public(ledger, competition.slug, competition.metric, layout.scores_plot(config))
     if plot:
         print(f"CV against public score: {plot}")
     teams = {s["team"] for s in remote if s.get("team")}

@@ -66,6 +66,7 @@ def test_push_follow_fetch_and_submit_a_gpu_kernel(
     validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
     assert (target / "dogs-vs-cats-demo-pipeline.log").read_text().count("Kernel finished") == 1
     assert list(target.glob("runs/dogs-vs-cats-demo/*/cv.csv"))
+    assert list(target.glob("runs/dogs-vs-cats-demo/*/report.html"))  # the report, made in the kernel
     ledger = pd.read_csv(layout.ledger_path(config))
     assert ledger["status"].tolist() == ["fetched", "submitted"] and ledger["cv_score"].notna().all()
 

@@ -1,0 +1,354 @@
+"""`make report`: one self-contained page per finished run, runs/<slug>/<run>/report.html, with its
+PNG files beside it in report/.
+
+Everything comes from the run folder (configuration, histories, metrics, validation predictions,
+model); the validation images are read through the competition's index when it is on this machine
+(a kernel's downloaded outputs have no images: the page says so), and the tuning study, the
+augmentation preview and the ledger are shown when they exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import layout
+from pipeline.competitions import get_competition
+from pipeline.config import Config, apply_settings
+from pipeline.infer.postprocess import choose_clip, clip
+from pipeline.report import plots
+
+SECTIONS = {
+    "summary": "Summary",
+    "curves": "Learning curves",
+    "metrics": "Metrics per fold and out-of-fold",
+    "errors": "Confusion matrix, ROC, precision-recall, calibration",
+    "gallery": "Most confidently wrong and least certain images",
+    "model": "The model",
+    "inside": "Inside the CNN: filters, feature maps, Grad-CAM",
+    "extras": "Tuning, augmentation preview, leaderboard",
+}
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<title>{title}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: .5em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+img {{ max-width: 100%; }} section {{ margin-bottom: 2.2em; }} .note {{ color: #666; }} pre {{ font-size: 12px; overflow-x: auto; }}
+</style></head><body>
+<h1>{title}</h1>
+{body}
+</body></html>
+"""
+
+
+class Page:
+    """The report being written: sections of HTML with images embedded and saved beside."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.parts: dict[str, list[str]] = {key: [] for key in SECTIONS}
+
+    def add(self, section: str, markup: str) -> None:
+        self.parts[section].append(markup)
+
+    def text(self, section: str, words: str) -> None:
+        self.add(section, f"<p class='note'>{html.escape(words)}</p>")
+
+    def image(self, section: str, path: Path, caption: str = "") -> None:
+        data = base64.b64encode(path.read_bytes()).decode()
+        alt = html.escape(caption or path.stem)
+        self.add(
+            section,
+            f"<figure><img src='data:image/png;base64,{data}' alt='{alt}'><figcaption>{alt}</figcaption></figure>",
+        )
+
+    def table(self, section: str, frame: pd.DataFrame) -> None:
+        self.add(section, frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0))
+
+    def render(self, title: str) -> str:
+        body = "\n".join(
+            f"<section id='{key}'><h2>{html.escape(SECTIONS[key])}</h2>\n" + "\n".join(parts) + "</section>"
+            for key, parts in self.parts.items()
+        )
+        return PAGE.format(title=html.escape(title), body=body)
+
+
+def _run_config(run_dir: Path, members: list[Path], config: Config) -> Config:
+    saved = json.loads((members[0] / "config.json").read_text())
+    return apply_settings(
+        config, {k: v for k, v in saved.items() if k != "paths"}, str(members[0] / "config.json")
+    )
+
+
+def _images(config: Config, ids: list[str]) -> dict[str, Path]:
+    """Paths of training images by id, through the competition's index when it is here."""
+    table = layout.index_dir(config) / "train.csv"
+    if not table.is_file():
+        return {}
+    index = pd.read_csv(table, dtype={"id": str})
+    found = index[index["id"].isin(ids)]
+    return {row.id: Path(row.path) for row in found.itertuples() if Path(row.path).is_file()}
+
+
+def _thumbnail(path: Path, side: int = 160) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((side, side))
+        return np.asarray(image, dtype=np.float32)
+
+
+def build_report(config: Config, run_dir: Path) -> Path:
+    """Write run_dir/report.html (and report/*.png) for a finished k-fold or holdout run."""
+    members = layout.member_dirs(run_dir)
+    if not members:
+        raise FileNotFoundError(f"{run_dir} has no finished model to report on: train it first.")
+    config = _run_config(run_dir, members, config)
+    competition = get_competition(config.competition)
+    page, out = Page(run_dir / "report"), run_dir / "report"
+    metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
+    validation = pd.concat(
+        [
+            pd.read_csv(m / "validation_predictions.csv", dtype={"id": str}).assign(member=m.name)
+            for m in members
+        ],
+        ignore_index=True,
+    )
+    labels, probabilities = validation["label"].to_numpy(), validation["probability"].to_numpy()
+    ensemble_path = run_dir / "ensemble.json"
+    ensemble = json.loads(ensemble_path.read_text()) if ensemble_path.is_file() else {}
+
+    _summary(page, config, run_dir, members, metrics)
+    histories = {m.name: pd.read_csv(m / "history.csv") for m in members if (m / "history.csv").is_file()}
+    page.image(
+        "curves", plots.learning_curves(histories, out / "learning_curves.png"), "loss and accuracy per epoch"
+    )
+    _metrics(page, run_dir, metrics, members)
+    threshold = float(ensemble.get("threshold", 0.5))
+    page.image(
+        "errors",
+        plots.confusion(
+            labels, (probabilities >= threshold).astype(int), competition.classes, out / "confusion.png"
+        ),
+        f"confusion matrix at threshold {threshold}",
+    )
+    page.image(
+        "errors", plots.roc_and_pr(labels, probabilities, out / "roc_pr.png"), "ROC and precision-recall"
+    )
+    c = float(ensemble["clip"]) if "clip" in ensemble else choose_clip(probabilities, labels)[0]
+    before = _log_loss(labels, probabilities)
+    after = _log_loss(labels, clip(probabilities, max(c, 1e-7)))
+    note = f"clip c={c}: log loss {before:.4f} -> {after:.4f}"
+    page.image(
+        "errors",
+        plots.calibration(labels, probabilities, note, out / "calibration.png"),
+        f"calibration; {note}",
+    )
+    model = _load_model(members[0])
+    images = _images(config, validation["id"].tolist())
+    _gallery(page, validation, images, competition.classes, out)
+    _model_section(page, model, config, out)
+    _inside(page, model, config, validation, images, out)
+    _extras(page, config, out)
+    target = run_dir / "report.html"
+    target.write_text(page.render(f"{competition.title}: run {run_dir.name}"))
+    return target
+
+
+def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    from sklearn.metrics import log_loss
+
+    return float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
+
+
+def _summary(page: Page, config: Config, run_dir: Path, members: list[Path], metrics: list[dict]) -> None:
+    scores_path = run_dir / "cv.csv"
+    scores = pd.read_csv(scores_path) if scores_path.is_file() else None
+    overall = (
+        scores[scores["fold"].astype(str) == "all"].iloc[0].to_dict() if scores is not None else metrics[0]
+    )
+    rows = {
+        "competition": config.competition,
+        "backbone": config.model.backbone,
+        "image size": f"{config.data.image_size} px",
+        "models": f"{len(members)} ({'k-fold' if members[0] != run_dir else 'holdout'})",
+        "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
+        **{k: f"{float(overall[k]):.4f}" for k in ("log_loss", "accuracy", "mcc", "roc_auc") if k in overall},
+    }
+    page.add(
+        "summary",
+        "<table>"
+        + "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items()
+        )
+        + "</table>",
+    )
+    page.add(
+        "summary",
+        f"<details><summary>resolved configuration</summary><pre>{html.escape(config.to_json())}</pre></details>",
+    )
+
+
+def _metrics(page: Page, run_dir: Path, metrics: list[dict], members: list[Path]) -> None:
+    if (run_dir / "cv.csv").is_file():
+        page.table("metrics", pd.read_csv(run_dir / "cv.csv"))
+    else:
+        page.table(
+            "metrics", pd.DataFrame([{"model": m.name, **s} for m, s in zip(members, metrics, strict=True)])
+        )
+
+
+def _load_model(member: Path):
+    import keras
+
+    from pipeline.model import classifier  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(member / "model.keras")
+
+
+def _gallery(
+    page: Page, validation: pd.DataFrame, images: dict[str, Path], classes: tuple[str, ...], out: Path
+) -> None:
+    if not images:
+        page.text(
+            "gallery",
+            "The training images are not on this machine (e.g. a kernel's downloaded outputs): no gallery.",
+        )
+        return
+    frame = validation[validation["id"].isin(images)].copy()
+    frame["error"] = (frame["probability"] - frame["label"]).abs()
+    wrong = frame[frame["error"] > 0.5].nlargest(12, "error")
+    unsure = frame.assign(margin=(frame["probability"] - 0.5).abs()).nsmallest(12, "margin")
+    for name, rows in (("most confidently wrong", wrong), ("least certain", unsure)):
+        if rows.empty:
+            page.text("gallery", f"No {name} images.")
+            continue
+        captions = [
+            f"{classes[int(r.label)]}: P({classes[-1]})={r.probability:.2f}" for r in rows.itertuples()
+        ]
+        thumbnails = [_thumbnail(images[r.id]) for r in rows.itertuples()]
+        page.image(
+            "gallery", plots.image_grid(thumbnails, captions, out / f"{name.replace(' ', '_')}.png"), name
+        )
+
+
+def _model_section(page: Page, model, config: Config, out: Path) -> None:
+    import keras
+
+    from pipeline.model.backbones import unfreeze_top_blocks
+    from pipeline.model.classifier import BACKBONE_LAYER
+    from pipeline.model.registry import get_backbone
+
+    diagram = out / "model.png"
+    try:
+        keras.utils.plot_model(model, to_file=str(diagram), show_shapes=True, dpi=70)
+        page.image("model", diagram, "model diagram (keras.utils.plot_model)")
+    except (ImportError, OSError) as error:  # pydot or Graphviz's `dot` missing
+        page.text(
+            "model",
+            f"No diagram: {error} (pip install pydot; apt-get install graphviz). The summary instead:",
+        )
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        page.add("model", f"<pre>{html.escape(chr(10).join(lines))}</pre>")
+    backbone = model.get_layer(BACKBONE_LAYER)
+    total, in_backbone = model.count_params(), backbone.count_params()
+    rows = [{"phase": "all weights", "trainable": total, "frozen": 0}]
+    if get_backbone(config.model.backbone).pretrained:
+        rows.append(
+            {"phase": "head (backbone frozen)", "trainable": total - in_backbone, "frozen": in_backbone}
+        )
+        if config.train.fine_epochs > 0:
+            with contextlib.redirect_stdout(io.StringIO()):
+                unfreeze_top_blocks(backbone, config.train.unfreeze)
+            trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            rows.append(
+                {
+                    "phase": f"fine (top {config.train.unfreeze} blocks, BN frozen)",
+                    "trainable": trainable,
+                    "frozen": total - trainable,
+                }
+            )
+    else:
+        rows.append({"phase": "trained whole from scratch", "trainable": total, "frozen": 0})
+    page.table("model", pd.DataFrame(rows))
+
+
+def _model_inputs(config: Config, paths: list[Path]) -> np.ndarray:
+    from pipeline.data.input_pipeline import make_dataset
+
+    frame = pd.DataFrame({"path": [str(p) for p in paths]})
+    return np.concatenate([batch.numpy() for batch in make_dataset(frame, config, training=False)])
+
+
+def _inside(
+    page: Page, model, config: Config, validation: pd.DataFrame, images: dict[str, Path], out: Path
+) -> None:
+    from pipeline.report.inside import feature_maps, first_conv_kernels, gradcam
+
+    kernels = first_conv_kernels(model)
+    if kernels is not None:
+        page.image(
+            "inside",
+            plots.filters_and_edges(kernels, out / "filters.png"),
+            "first convolution's filters beside Prewitt and Sobel",
+        )
+    if not images:
+        page.text("inside", "No images here for feature maps and Grad-CAM.")
+        return
+    chosen = validation[validation["id"].isin(images)].groupby("label").head(3)
+    inputs = _model_inputs(config, [images[i] for i in chosen["id"]])
+    page.image(
+        "inside",
+        plots.feature_maps(feature_maps(model, inputs[0]), out / "feature_maps.png"),
+        "feature maps of one image at four depths",
+    )
+    captions = [
+        f"P={p:.2f}, true {int(label)}"
+        for p, label in zip(chosen["probability"], chosen["label"], strict=True)
+    ]
+    heat = gradcam(model, inputs)
+    page.image(
+        "inside",
+        plots.heatmap_overlays(list(inputs), list(heat), captions, out / "gradcam.png"),
+        "Grad-CAM: where the model looks",
+    )
+
+
+def _extras(page: Page, config: Config, out: Path) -> None:
+    shown = False
+    for name in ("optimization_history", "param_importances"):
+        path = layout.study_dir(config) / f"{name}.png"
+        if path.is_file():
+            page.image("extras", path, f"Optuna study {config.tune.study}: {name.replace('_', ' ')}")
+            shown = True
+    preview = layout.preview_dir(config) / "batch.png"
+    if preview.is_file():
+        page.image("extras", preview, "augmented training batch (make preview)")
+        shown = True
+    plot = scored_submissions_plot(config, out / "cv_against_public.png")
+    if plot is not None:
+        page.image("extras", plot, "CV against public leaderboard score, one point per submission")
+        shown = True
+    if not shown:
+        page.text("extras", "No tuning study, augmentation preview or scored submission yet.")
+
+
+def scored_submissions_plot(config: Config, path: Path) -> Path | None:
+    """The CV-against-public scatter of the competition's scored submissions, or None without any."""
+    from pipeline.submit.ledger import plot_cv_against_public, read_ledger
+
+    ledger = read_ledger(layout.ledger_path(config))
+    return plot_cv_against_public(
+        ledger, config.competition, get_competition(config.competition).metric, path
+    )

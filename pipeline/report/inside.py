@@ -1,0 +1,88 @@
+"""Inside the CNN: the first convolution's filters, feature maps at a few depths, and Grad-CAM.
+
+Works on the classifier `build_classifier` makes (preprocessing -> nested backbone -> head), for
+the small CNN and keras.applications backbones alike.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from pipeline.model.classifier import BACKBONE_LAYER, HEAD_DROPOUT, OUTPUT
+
+
+def _preprocess(model: keras.Model, images: np.ndarray) -> keras.KerasTensor:
+    x = ops.convert_to_tensor(images, dtype="float32")
+    if "preprocess" in [layer.name for layer in model.layers]:
+        x = model.get_layer("preprocess")(x)
+    return x
+
+
+def spatial_layers(backbone: keras.Model) -> list[str]:
+    """Names of the backbone's layers with an image-shaped (batch, h, w, channels) output, in order."""
+    return [layer.name for layer in backbone.layers[1:] if len(layer.output.shape) == 4]
+
+
+def first_conv_kernels(model: keras.Model) -> np.ndarray | None:
+    """The first convolution's kernels (k, k, 3, filters), or None when the backbone has none."""
+    for layer in model.get_layer(BACKBONE_LAYER).layers:
+        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+            return ops.convert_to_numpy(layer.kernel)
+    return None
+
+
+def feature_maps(model: keras.Model, image: np.ndarray, depths: int = 4) -> dict[str, np.ndarray]:
+    """One image's activations at `depths` layers spread from the first to the last spatial layer."""
+    backbone = model.get_layer(BACKBONE_LAYER)
+    names = spatial_layers(backbone)
+    picked = [names[round(i * (len(names) - 1) / max(depths - 1, 1))] for i in range(depths)]
+    probe = keras.Model(backbone.input, [backbone.get_layer(n).output for n in dict.fromkeys(picked)])
+    outputs = probe(_preprocess(model, image[None]))
+    outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+    return {name: ops.convert_to_numpy(o)[0] for name, o in zip(dict.fromkeys(picked), outputs, strict=True)}
+
+
+def _gradients_tensorflow(grad_model: keras.Model, x: keras.KerasTensor) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        activations, output = grad_model(x, training=False)
+        score = output[:, -1]
+    return activations.numpy(), tape.gradient(score, activations).numpy()
+
+
+def gradcam(model: keras.Model, images: np.ndarray, layer: str | None = None) -> np.ndarray:
+    """Grad-CAM heat maps (n, h, w) in [0, 1] over `layer` (default: the backbone's last spatial
+    layer at least 7 pixels across, as 7x7 in keras.applications networks at 224 px) for
+    P(positive class): ReLU(sum_c mean_hw(d score / d A_c) * A_c).
+
+    The gradient is the backend's own: tf.GradientTape under TensorFlow. Under JAX it would need
+    the activations as the input of a function to differentiate, which the nested keras.applications
+    graph (skip connections around the layer) does not expose without rebuilding it; so it is
+    refused there rather than approximated.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(f"Grad-CAM needs the TensorFlow backend, not {keras.backend.backend()}")
+    backbone = model.get_layer(BACKBONE_LAYER)
+    names = spatial_layers(backbone)
+    sides = {n: backbone.get_layer(n).output.shape[1] or 0 for n in names}
+    wide = [n for n in names if sides[n] >= min(7, max(sides.values()))]
+    name = layer or wide[-1]
+    inner = keras.Model(backbone.input, [backbone.get_layer(name).output, backbone.output])
+    inputs = keras.Input(images.shape[1:])
+    x = (
+        model.get_layer("preprocess")(inputs)
+        if "preprocess" in [lay.name for lay in model.layers]
+        else inputs
+    )
+    activations, features = inner(x)
+    output = model.get_layer(OUTPUT)(model.get_layer(HEAD_DROPOUT)(features))
+    values, gradients = _gradients_tensorflow(
+        keras.Model(inputs, [activations, output]), ops.convert_to_tensor(images)
+    )
+    weights = gradients.mean(axis=(1, 2), keepdims=True)
+    heat = np.maximum((weights * values).sum(axis=-1), 0.0)
+    peak = heat.max(axis=(1, 2), keepdims=True)
+    return heat / np.where(peak > 0, peak, 1.0)

@@ -1,0 +1,189 @@
+"""The report's figures: matplotlib (Agg, no display), each function data in -> one PNG out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+# The course's hand-made edge detectors, shown beside the filters the network learned.
+EDGE_KERNELS = {
+    "Prewitt x": np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], float),
+    "Prewitt y": np.array([[-1, -1, -1], [0, 0, 0], [1, 1, 1]], float),
+    "Sobel x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float),
+    "Sobel y": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], float),
+}
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Loss and accuracy per epoch of every member (train dashed, validation solid), the head/fine
+    boundary as a dotted line and the epoch whose weights early stopping restored as a dot."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (name, history), colour in zip(histories.items(), plt.cm.tab10.colors, strict=False):
+        for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            if metric not in history:
+                continue
+            axis.plot(history["epoch"] + 1, history[metric], "--", color=colour, alpha=0.6)
+            axis.plot(
+                history["epoch"] + 1, history[f"val_{metric}"], "-", color=colour, label=f"{name} validation"
+            )
+            fine = history[history["phase"] == "fine"]
+            if len(fine):
+                axis.axvline(fine["epoch"].min() + 0.5, color=colour, linestyle=":", alpha=0.8)
+            last_phase = history[history["phase"] == history["phase"].iloc[-1]]
+            best = last_phase.loc[last_phase["val_loss"].idxmin()]
+            axis.plot(best["epoch"] + 1, best[f"val_{metric}"], "o", color=colour)
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("loss (dashed: training; dotted line: fine-tuning starts)")
+    axes[1].set_title("accuracy (dot: the epoch early stopping restored)")
+    return _save(figure, path)
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...], path: Path) -> Path:
+    """The confusion matrix of hard predictions, counts in the cells."""
+    matrix = confusion_matrix(labels, predicted, labels=list(range(len(classes))))
+    figure, axis = plt.subplots(figsize=(3.6, 3.2))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        axis.text(column, row, str(count), ha="center", va="center", color="white" if dark else "black")
+    axis.set_xticks(range(len(classes)), classes)
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    return _save(figure, path)
+
+
+def roc_and_pr(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
+    """ROC curve (with the chance diagonal) and precision-recall curve."""
+    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(8, 3.6))
+    fpr, tpr, _ = roc_curve(labels, probabilities)
+    roc_axis.plot(fpr, tpr)
+    roc_axis.plot([0, 1], [0, 1], ":", color="grey")
+    roc_axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    precision, recall, _ = precision_recall_curve(labels, probabilities)
+    pr_axis.plot(recall, precision)
+    pr_axis.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    return _save(figure, path)
+
+
+def calibration(labels: np.ndarray, probabilities: np.ndarray, clip_note: str, path: Path) -> Path:
+    """Reliability diagram (fraction positive per probability bin against y = x) and the histogram
+    of predicted probabilities, with what clipping did to the log loss."""
+    figure, (curve_axis, hist_axis) = plt.subplots(1, 2, figsize=(8, 3.6))
+    observed, predicted = calibration_curve(labels, probabilities, n_bins=10, strategy="uniform")
+    curve_axis.plot(predicted, observed, "o-", label="model")
+    curve_axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    curve_axis.set(xlabel="predicted P(positive)", ylabel="observed fraction positive", title="reliability")
+    curve_axis.legend(fontsize=8)
+    hist_axis.hist(probabilities, bins=20, range=(0, 1))
+    hist_axis.set(xlabel="predicted P(positive)", ylabel="images", title=clip_note)
+    return _save(figure, path)
+
+
+def image_grid(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 6) -> Path:
+    """Images (H, W, 3 in [0, 255] or [0, 1]) in a grid, each with its caption."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, caption in zip(axes.ravel(), images, captions, strict=False):
+        axis.imshow(np.clip(image / (255.0 if image.max() > 1.0 else 1.0), 0, 1))
+        axis.set_title(caption, fontsize=8)
+    return _save(figure, path)
+
+
+def filters_and_edges(kernels: np.ndarray, path: Path, shown: int = 16) -> Path:
+    """The first convolution's filters (k x k x 3 -> colour tiles) beside Prewitt and Sobel."""
+    count = min(shown, kernels.shape[-1])
+    columns = 8
+    rows = -(-count // columns) + 1
+    figure, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.5 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, (name, kernel) in zip(axes[0], EDGE_KERNELS.items(), strict=False):
+        axis.imshow(kernel, cmap="gray")
+        axis.set_title(name, fontsize=8)
+    for i in range(count):
+        tile = kernels[..., i]
+        tile = (tile - tile.min()) / (np.ptp(tile) or 1.0)
+        axis = axes[1 + i // columns, i % columns]
+        axis.imshow(
+            tile if tile.shape[-1] == 3 else tile.mean(axis=-1), cmap=None if tile.shape[-1] == 3 else "gray"
+        )
+        axis.set_title(f"filter {i}", fontsize=7)
+    return _save(figure, path)
+
+
+def feature_maps(maps: dict[str, np.ndarray], path: Path, channels: int = 6) -> Path:
+    """A few channels of one image's activations at several depths, one row per layer."""
+    figure, axes = plt.subplots(len(maps), channels, figsize=(1.6 * channels, 1.7 * len(maps)), squeeze=False)
+    for row, (name, activations) in enumerate(maps.items()):
+        for column in range(channels):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < activations.shape[-1]:
+                axis.imshow(activations[..., column], cmap="viridis")
+        axes[row, 0].set_title(
+            f"{name} {activations.shape[0]}x{activations.shape[1]}", fontsize=7, loc="left"
+        )
+    return _save(figure, path)
+
+
+def heatmap_overlays(
+    images: list[np.ndarray], heatmaps: list[np.ndarray], captions: list[str], path: Path
+) -> Path:
+    """Grad-CAM heat maps over their images."""
+    columns = len(images)
+    figure, axes = plt.subplots(1, columns, figsize=(2.2 * columns, 2.4), squeeze=False)
+    for axis, image, heat, caption in zip(axes[0], images, heatmaps, captions, strict=True):
+        axis.imshow(np.clip(image / 255.0, 0, 1))
+        axis.imshow(heat, cmap="jet", alpha=0.45, extent=(0, image.shape[1], image.shape[0], 0))
+        axis.set_title(caption, fontsize=8)
+        axis.axis("off")
+    return _save(figure, path)
+
+
+def cv_against_public(rows: pd.DataFrame, metric: str, path: Path) -> Path:
+    """Each scored submission as a labelled point, CV (x) against public score (y), with y = x:
+    points leaving the line show a CV that stops predicting the leaderboard."""
+    figure, axis = plt.subplots(figsize=(5.2, 4.4))
+    axis.scatter(rows["cv_score"], rows["public_score"], zorder=3)
+    for row in rows.itertuples():
+        axis.annotate(
+            str(row.run)[:28],
+            (row.cv_score, row.public_score),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    values = pd.concat([rows["cv_score"], rows["public_score"]]).dropna()
+    low, high = float(values.min()), float(values.max())
+    pad = 0.05 * (high - low or 1.0)
+    axis.plot([low - pad, high + pad], [low - pad, high + pad], ":", color="grey", label="y = x")
+    axis.set(
+        xlabel=f"CV {metric} (out-of-fold)",
+        ylabel=f"public leaderboard {metric}",
+        title="CV against public score",
+    )
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _save(figure, path)

@@ -1,0 +1,109 @@
+"""The report page: built from a tiny run, opened in headless Chromium; Grad-CAM that looks where the model does."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline import flow
+from pipeline.acquire.index import ImageIndex
+from pipeline.competitions import Competition
+from pipeline.model.classifier import HEAD_DROPOUT, OUTPUT
+from pipeline.report.build import SECTIONS
+from pipeline.report.inside import gradcam
+from tests.conftest import tiny_config
+
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  document.body.dataset.images = images.length;
+  document.body.dataset.broken = images.filter((i) => !i.complete || i.naturalWidth === 0).length;
+  document.body.dataset.requests = performance.getEntriesByType("resource").length;
+});
+</script></body>"""
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI_REQUIRE_BROWSER"):
+            pytest.fail("chromium is missing: apt-get install chromium")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    return found
+
+
+def test_the_report_opens_whole_in_a_browser_with_every_section(
+    tmp_path: Path, demo: Competition, demo_archive_dir: Path, demo_index: ImageIndex
+) -> None:
+    browser = chromium()
+    config = tiny_config(
+        tmp_path,
+        paths__input_root=str(demo_archive_dir.parent),
+        model__backbone="small-cnn",
+        data__image_size=48,
+        train__head_epochs=2,
+    )
+    flow.train(config, holdout=True)  # writes the report at the end
+    page = next(tmp_path.glob("runs/*/*/report.html"))
+    text = page.read_text()
+    assert not re.search(r"""(src|href)=["']?https?:""", text)  # nothing to fetch from elsewhere
+    probed = page.with_name("probed.html")  # the report's policy also forbids scripts: let the probe run
+    probed.write_text(
+        text.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';").replace(
+            "</body>", PROBE
+        )
+    )
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    assert 'data-broken="0"' in body and 'data-requests="0"' in body, body
+    assert int(re.search(r'data-images="(\d+)"', body).group(1)) >= 10
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in dom, key
+    assert "Prewitt" in text and "Grad-CAM" in text and "resolved configuration" in text
+    assert len(list((page.parent / "report").glob("*.png"))) >= 10  # the PNG files beside the page
+
+
+def one_half_model(half: str) -> keras.Model:
+    """A classifier whose decision depends on one half of the image only (the other is masked out)."""
+    mask = np.zeros((1, 16, 16, 1), "float32")
+    mask[:, :, :8] = 1.0
+    if half == "right":
+        mask = mask[:, :, ::-1].copy()
+    image = keras.Input((16, 16, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(image)
+    kept = keras.layers.Lambda(lambda x: x * mask, name="one_half")(features)
+    backbone = keras.Model(image, keras.layers.GlobalAveragePooling2D()(kept), name="backbone")
+    inputs = keras.Input((16, 16, 3))
+    dropped = keras.layers.Dropout(0.0, name=HEAD_DROPOUT)(backbone(inputs))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name=OUTPUT)(dropped))
+
+
+@pytest.mark.parametrize("half", ["left", "right"])
+def test_gradcam_mass_lies_in_the_half_the_decision_depends_on(half: str) -> None:
+    keras.utils.set_random_seed(0)
+    model = one_half_model(half)
+    images = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    heat = gradcam(model, images)
+    assert heat.shape == (4, 16, 16) and heat.max() > 0
+    left = heat[:, :, :8].sum() / heat.sum()
+    assert (left if half == "left" else 1 - left) > 0.95
