@@ -7,6 +7,7 @@ ARGS ?=
 TRIALS ?= 20
 WORKERS ?= 1
 ACCELERATOR ?= gpu
+EXTRAS ?= dev
 
 PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
 .PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
@@ -17,10 +18,10 @@ help:  ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-setup: $(VENV)/.installed  ## create .venv and install the package with its dev tools
+setup: $(VENV)/.installed  ## create .venv and install the package with its dev tools (EXTRAS=dev,jax: + JAX)
 
 demo: setup  ## the whole flow offline on the generated demo competition (no Kaggle account)
 	$(PY) -m pipeline demo $(ARGS)

@@ -24,6 +24,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from benchmarks.backends import backend_rows
 from benchmarks.photos import SHARED, photos_200px
 from pipeline import layout
 from pipeline.acquire.index import prepare_index
@@ -323,6 +324,7 @@ def main() -> None:
         rows += prediction_rows(photos.iloc[:2048], 128, 64)
         rows += index_rows(WORK / "photos-200px")
         rows += memory_rows(photos, (8_000, 24_000, 48_000), 128)
+        rows += backend_rows()
     table = markdown_table(rows)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     report = (

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.competitions import UnknownCompetitionError
-from pipeline.config import Config, ConfigError, load_config, section_title, settings
+from pipeline.config import Config, ConfigError, load_config, section_title, settings, use_backend
 
 DEMO_PRESET = "demo"
 
@@ -87,6 +87,7 @@ def config_from_args(args: argparse.Namespace, presets: tuple[str, ...] = ()) ->
         print(f"Tuned parameters from {path}: {tuned}")
         overrides = {**tuned, **overrides}  # flags given explicitly still win
     config = load_config(files, overrides)
+    use_backend(config.backend)
     print("Configuration:\n" + config.to_json())
     return config
 

@@ -27,6 +27,7 @@ PRESETS_DIR = Path(__file__).with_name("configs")  # `--config demo` reads confi
 TTA_VIEWS = ("original", "hflip", "zoom", "zoom-hflip")  # implemented in pipeline.infer.tta
 SPACE_KINDS = ("choice", "int", "float", "log")
 ACCELERATORS = ("gpu", "tpu", "none")
+BACKENDS = ("tensorflow", "jax")
 
 
 class ConfigError(ValueError):
@@ -229,6 +230,11 @@ class Config:
     """Everything a run depends on."""
 
     competition: str = setting(DEFAULT_COMPETITION, "competition slug (pipeline/competitions.toml)")
+    backend: str = setting(
+        "tensorflow",
+        "Keras backend (default: KERAS_BACKEND, else tensorflow); jax for Kaggle's TPUs",
+        choices=BACKENDS,
+    )
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -389,6 +395,30 @@ def apply_settings(config: Config, values: dict[str, Any], source: str) -> Confi
     return dataclasses.replace(config, **sections, **top)
 
 
+def environment_defaults(environ: dict[str, str]) -> dict[str, Any]:
+    """Settings the environment gives when nothing else does: KERAS_BACKEND, if it names one we run on."""
+    backend = environ.get("KERAS_BACKEND", "")
+    return {"backend": backend} if backend in BACKENDS else {}
+
+
+def use_backend(name: str) -> None:
+    """Make Keras run on `name`: set before Keras is first imported, or a clear error when Keras is
+    already running on another backend (its backend is fixed at import)."""
+    import sys
+
+    loaded = sys.modules.get("keras")
+    if loaded is None:
+        os.environ["KERAS_BACKEND"] = name
+        return
+    current = loaded.backend.backend()
+    if current != name:
+        raise ConfigError(
+            f"backend = {name!r}, but Keras was already imported on {current!r} in this process: choose the "
+            f"backend before Keras is imported (KERAS_BACKEND={name} in the environment, or the first cell "
+            "of a notebook), or run the command in a new process."
+        )
+
+
 def kaggle_notebook_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Path settings for a Kaggle notebook session: inputs read-only, outputs under /kaggle/working."""
     environ = dict(os.environ) if environ is None else environ
@@ -489,8 +519,11 @@ def load_config(
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
-    """Build the run's configuration: code defaults < Kaggle notebook paths < files, in order < flags."""
-    config = apply_settings(Config(), kaggle_notebook_overrides(environ), "Kaggle notebook paths")
+    """Build the run's configuration: code defaults < KERAS_BACKEND < Kaggle notebook paths < files,
+    in order < flags."""
+    environment = dict(os.environ) if environ is None else environ
+    config = apply_settings(Config(), environment_defaults(environment), "the environment")
+    config = apply_settings(config, kaggle_notebook_overrides(environment), "Kaggle notebook paths")
     sources = [] if files is None else files if isinstance(files, list) else [files]
     for source in sources:
         path, values = read_config_file(source)

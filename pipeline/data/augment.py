@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import keras
 from keras import KerasTensor, ops
 
 from pipeline.config import AugmentConfig
+
+try:  # Keras' base for layers that run inside tf.data under any backend (not exported as keras.layers)
+    from keras.src.layers.preprocessing.data_layer import DataLayer
+except ImportError:  # Keras < 3.12
+    from keras.src.layers.preprocessing.tf_data_layer import TFDataLayer as DataLayer
 
 VALUE_RANGE = (0, 255)  # images stay in pixel units; each model brings its own preprocessing
 
@@ -25,30 +31,33 @@ def affine_matrices(
     height: int,
     width: int,
     mirror: KerasTensor | None = None,
+    xp: ModuleType = ops,
 ) -> KerasTensor:
     """Per-image transforms (batch, 8) mapping output pixels to input pixels, as
     keras.ops.image.affine_transform wants: rotate by `angle` (radians, clockwise as displayed)
     and scale by 1/`scale` about the centre, shift by (`shift_x`, `shift_y`) pixels, and mirror
-    left-right where `mirror` is -1."""
+    left-right where `mirror` is -1. `xp` is the array namespace: keras.ops, or a backend's numpy
+    (TensorFlow's inside tf.data)."""
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+    cos, sin = xp.cos(angle) * scale, xp.sin(angle) * scale
     a0, a1, b0, b1 = cos, sin, -sin, cos
     a2 = cx - a0 * cx - a1 * cy - shift_x
     b2 = cy - b0 * cx - b1 * cy - shift_y
     if mirror is not None:  # sample at x' = cx + mirror * (x - cx): the result is mirrored
         a2, b2 = a2 + a0 * cx * (1 - mirror), b2 + b0 * cx * (1 - mirror)
         a0, b0 = a0 * mirror, b0 * mirror
-    zeros = ops.zeros_like(angle)
-    return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    zeros = xp.zeros_like(angle)
+    return xp.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
-class RandomAffine(keras.layers.Layer):
+class RandomAffine(DataLayer):
     """Random horizontal flip, rotation, zoom and translation in one resampling of each image.
 
     The same ranges as RandomRotation (fraction of a turn), RandomZoom and RandomTranslation
     (fractions of the side), but one `affine_transform` instead of four layers: about three times
-    less work, which matters when augmentation shares a CPU with training.
+    less work, which matters when augmentation shares a CPU with training. A Keras DataLayer:
+    inside tf.data it computes with TensorFlow whatever the Keras backend (JAX too).
     """
 
     def __init__(
@@ -68,26 +77,30 @@ class RandomAffine(keras.layers.Layer):
             flip,
             seed,
         )
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.generator = keras.random.SeedGenerator(seed)
 
     def call(self, images: KerasTensor, training: bool = True) -> KerasTensor:
         if not training:
             return images
-        batch = ops.shape(images)[0]
+        backend = self.backend
+        seed = self._get_seed_generator(backend._backend)
+        batch = backend.shape(images)[0]
         height, width = images.shape[1], images.shape[2]
 
         def draw(limit: float) -> KerasTensor:
-            return keras.random.uniform((batch,), -limit, limit, seed=self.seed_generator)
+            return backend.random.uniform((batch,), -limit, limit, seed=seed)
 
         angle = draw(self.rotation * 2 * math.pi)
         scale = 1.0 + draw(self.zoom)
         shift_x, shift_y = draw(self.translation) * width, draw(self.translation) * height
         mirror = None
         if self.flip:
-            coin = keras.random.uniform((batch,), 0.0, 1.0, seed=self.seed_generator)
-            mirror = ops.where(coin < 0.5, -1.0, 1.0)
-        transform = affine_matrices(angle, scale, shift_x, shift_y, height, width, mirror)
-        return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
+            coin = backend.random.uniform((batch,), 0.0, 1.0, seed=seed)
+            mirror = backend.numpy.where(coin < 0.5, -1.0, 1.0)
+        transform = affine_matrices(angle, scale, shift_x, shift_y, height, width, mirror, xp=backend.numpy)
+        return backend.image.affine_transform(
+            images, transform, interpolation="bilinear", fill_mode="reflect"
+        )
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
@@ -103,8 +116,10 @@ class RandomAffine(keras.layers.Layer):
         }
 
 
-def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) -> keras.Sequential | None:
-    """Per-image random transforms, in pixel units; None when every factor is 0."""
+def augment_layers(config: AugmentConfig, image_size: int, seed: int | None) -> list[keras.layers.Layer]:
+    """Per-image random transforms, in pixel units; empty when every factor is 0. Inside tf.data
+    they are called one by one: each switches to TensorFlow there by itself, under any backend,
+    where a Sequential of them would not."""
 
     def next_seed(offset: int) -> int | None:
         return None if seed is None else seed + offset
@@ -137,6 +152,12 @@ def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) ->
                 seed=next_seed(8),
             )
         )
+    return layers
+
+
+def build_augmenter(config: AugmentConfig, image_size: int, seed: int | None) -> keras.Sequential | None:
+    """The augmentation layers as one Sequential for inside the model; None when every factor is 0."""
+    layers = augment_layers(config, image_size, seed)
     return keras.Sequential(layers, name="augment") if layers else None
 
 

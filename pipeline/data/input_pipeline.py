@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from pipeline import layout
 from pipeline.config import Config
-from pipeline.data.augment import build_augmenter, build_eval_crop, build_mixers, load_size
+from pipeline.data.augment import augment_layers, build_eval_crop, build_mixers, load_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -131,14 +131,17 @@ def _finish(
     def to_float(images: tf.Tensor) -> tf.Tensor:
         return tf.cast(images, tf.float32)
 
-    augmenter = build_augmenter(aug, data.image_size, seed) if training and aug.where == "pipeline" else None
+    layers = augment_layers(aug, data.image_size, seed) if training and aug.where == "pipeline" else []
     crop = None if training else build_eval_crop(aug, data.image_size)
-    if augmenter is not None:
-        transform = lambda x: augmenter(to_float(x), training=True)  # noqa: E731
-    elif crop is not None:
-        transform = lambda x: crop(to_float(x))  # noqa: E731
-    else:
-        transform = to_float
+    if crop is not None:
+        layers = [crop]
+
+    def transform(images: tf.Tensor) -> tf.Tensor:
+        images = to_float(images)
+        for layer in layers:  # one by one: each runs on TensorFlow here, whatever the Keras backend
+            images = layer(images, training=True) if training else layer(images)
+        return images
+
     # Random layers draw from a shared seed state: parallel calls would take its values in a
     # racy order, so a deterministic run augments one batch at a time.
     parallel = None if training and data.deterministic else AUTOTUNE

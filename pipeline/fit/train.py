@@ -235,8 +235,8 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
     keras.utils.set_random_seed(config.data.seed)
-    if config.data.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    if config.data.deterministic and keras.backend.backend() == "tensorflow":
+        tf.config.experimental.enable_op_determinism()  # JAX's CPU and TPU ops are deterministic already
     devices = setup_devices(config.train)
     print(
         f"Run {run_dir.name}: {len(train):,} training and {len(validation):,} validation images on {devices}"
@@ -247,7 +247,7 @@ def train_run(
     )
     train_ds = make_dataset(train, batched, training=True, num_classes=num_classes)
     val_ds = make_dataset(validation, batched, training=False, num_classes=num_classes)
-    with devices.strategy.scope():
+    with devices.scope():
         classifier = build_classifier(config, num_classes)
     state = _read_state(run_dir)
 
@@ -258,7 +258,7 @@ def train_run(
             head_model, head_train, head_val = _head_on_features(
                 classifier, train, validation, batched, num_classes
             )
-        with devices.strategy.scope():
+        with devices.scope():
             _compile(head_model, config, config.train.head_learning_rate, num_classes, devices.jit_compile)
         reached = _fit_phase(
             "head",
@@ -282,7 +282,7 @@ def train_run(
         blocks = unfreeze_top_blocks(classifier.backbone, config.train.unfreeze)
         print(f"phase fine: unfreezing {len(blocks)} block(s): {', '.join(blocks)}")
         steps = config.train.fine_epochs * math.ceil(len(train) / batched.data.batch_size)
-        with devices.strategy.scope():
+        with devices.scope():
             _compile(
                 classifier.model, config, fine_tune_schedule(config, steps), num_classes, devices.jit_compile
             )

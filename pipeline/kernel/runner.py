@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import layout
-from pipeline.config import Config, apply_settings, validate
+from pipeline.config import Config, apply_settings, use_backend, validate
 from pipeline.kernel.metadata import SESSION_LIMITS
 from pipeline.model.registry import get_backbone
 
@@ -73,11 +73,20 @@ def describe_devices() -> tuple[list[str], list[str]]:
 
     from pipeline.model.devices import find_tpu
 
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    tpu = find_tpu()
-    tpus = [] if tpu is None else [str(tpu.master())]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        devices = keras.distribution.list_devices()
+        gpus = [d for d in devices if d.split(":")[0] in ("gpu", "cuda")]
+        tpus = [d for d in devices if d.startswith("tpu")]
+        library = f"JAX {jax.__version__}"
+    else:
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+        tpu = find_tpu()
+        tpus = [] if tpu is None else [str(tpu.master())]
+        library = f"TensorFlow {tf.__version__}"
     print(
-        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+        f"Python {platform.python_version()}, {library}, Keras {keras.__version__} ({keras.backend.backend()}); "
         f"GPUs: {gpus or 'none'}; TPU: {tpus or 'none'}; CPUs: {os.cpu_count()}"
     )
     return gpus, tpus
@@ -92,7 +101,8 @@ def check_accelerator(accelerator: str, gpus: list[str], tpus: list[str], sandbo
         print(f"Sandbox: this {accelerator} kernel runs on the local CPU.")
         return
     hint = (
-        "Kaggle's current TPU image ships a CPU-only TensorFlow: push with --accelerator gpu"
+        "Kaggle's current TPU image ships a CPU-only TensorFlow: push with --backend jax (Keras on JAX "
+        "finds the TPU), or --accelerator gpu"
         if accelerator == "tpu"
         else "check the kernel's accelerator setting and your GPU quota (`kaggle quota`)"
     )
@@ -136,6 +146,7 @@ def main(values: dict[str, Any]) -> Path:
 
     root = kaggle_root()
     config = kernel_config(values, root)
+    use_backend(config.backend)  # before anything imports Keras
     gpus, tpus = describe_devices()
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
     print("Configuration:\n" + config.to_json(), flush=True)

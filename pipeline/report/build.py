@@ -317,7 +317,11 @@ def _inside(
         f"P={p:.2f}, true {int(label)}"
         for p, label in zip(chosen["probability"], chosen["label"], strict=True)
     ]
-    heat = gradcam(model, inputs)
+    try:
+        heat = gradcam(model, inputs)
+    except NotImplementedError as error:
+        page.text("inside", f"No Grad-CAM: {error} (rebuild this report with --backend tensorflow).")
+        return
     page.image(
         "inside",
         plots.heatmap_overlays(list(inputs), list(heat), captions, out / "gradcam.png"),

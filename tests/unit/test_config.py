@@ -96,3 +96,24 @@ def test_every_setting_is_declared_with_help_and_a_unique_flag() -> None:
     keys = {s.key for s in declared}
     assert {"data.image_size", "model.backbone", "predict.tta", "predict.run", "tune.space"} <= keys
     assert {s.key: s.choices for s in declared}["data.resize_mode"] == ("crop", "pad", "stretch")
+
+
+def test_the_backend_comes_from_the_environment_unless_set_and_cannot_change_once_keras_runs() -> None:
+    import keras
+
+    from pipeline.config import use_backend
+
+    assert load_config(environ={"KERAS_BACKEND": "jax"}).backend == "jax"
+    assert (
+        load_config(overrides={"backend": "tensorflow"}, environ={"KERAS_BACKEND": "jax"}).backend
+        == "tensorflow"
+    )
+    assert load_config(environ={"KERAS_BACKEND": "torch"}).backend == "tensorflow"  # not one we run on
+    with pytest.raises(ConfigError, match="backend"):
+        load_config(overrides={"backend": "theano"}, environ={})
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    with pytest.raises(
+        ConfigError, match=f"already imported on '{keras.backend.backend()}'.*KERAS_BACKEND={other}"
+    ):
+        use_backend(other)
+    use_backend(keras.backend.backend())  # the same backend is fine
