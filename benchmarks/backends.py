@@ -81,33 +81,41 @@ def run_worker(backend: str, devices: int, backbone: str, size: int, batch: int,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def backend_rows(quick: bool = False) -> list[Row]:
-    """Rows in the table format of benchmarks.bench."""
-    from benchmarks.bench import row
+def backend_rows(quick: bool = False, repeat: int = 3) -> list[Row]:
+    """Rows in the table format of benchmarks.bench: each a median over `repeat` worker processes,
+    measurement and baseline started in turn."""
+    from benchmarks.bench import pairs, row
 
     photos_200px(WORK)  # unpack and index once, before the workers
+    images = 512 if quick else 2048
     rows = []
-    cases = [("small-cnn", 128, 32, 512 if quick else 2048)]
+    cases = [("small-cnn", 128, 32, images)]
     if not quick:
         cases.append(("efficientnetv2-b0", 224, 32, 256))
-    for backbone, size, batch, images in cases:
-        tf_rate = run_worker("tensorflow", 1, backbone, size, batch, images)["rate"]
-        jax_rate = run_worker("jax", 1, backbone, size, batch, images)["rate"]
+    for backbone, size, batch, count in cases:
+        jax_rates, tf_rates = pairs(
+            lambda b=backbone, s=size, k=batch, n=count: run_worker("jax", 1, b, s, k, n)["rate"],
+            lambda b=backbone, s=size, k=batch, n=count: run_worker("tensorflow", 1, b, s, k, n)["rate"],
+            repeat,
+        )
         rows.append(
             row(
                 f"fit {backbone} {size}px through the pipeline: JAX backend",
-                jax_rate,
+                jax_rates,
                 "TensorFlow backend",
-                tf_rate,
+                tf_rates,
             )
         )
-    one = run_worker("jax", 1, "small-cnn", 128, 32, 512 if quick else 2048)["rate"]
     for devices in (2, 4):
-        found = run_worker("jax", devices, "small-cnn", 128, 32, 512 if quick else 2048)
+        several, one = pairs(
+            lambda d=devices: run_worker("jax", d, "small-cnn", 128, 32, images)["rate"],
+            lambda: run_worker("jax", 1, "small-cnn", 128, 32, images)["rate"],
+            repeat,
+        )
         rows.append(
             row(
-                f"JAX data-parallel over {found['devices']} virtual CPU devices (batch 32 each), small-cnn 128px",
-                found["rate"],
+                f"JAX data-parallel over {devices} virtual CPU devices (batch 32 each), small-cnn 128px",
+                several,
                 "1 device",
                 one,
             )
@@ -118,6 +126,7 @@ def backend_rows(quick: bool = False) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs: a smoke test")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of every row (median and min-max)")
     parser.add_argument(
         "--worker", nargs=4, metavar=("BACKBONE", "SIZE", "BATCH", "IMAGES"), help=argparse.SUPPRESS
     )
@@ -129,7 +138,7 @@ def main() -> None:
     from benchmarks.bench import machine, markdown_table
 
     started = time.perf_counter()
-    table = markdown_table(backend_rows(args.quick))
+    table = markdown_table(backend_rows(args.quick, args.repeat))
     print(f"# Backends\n\nMachine: {machine()}\n\n{table}\n\nTotal {time.perf_counter() - started:.0f} s.")
 
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -53,14 +54,42 @@ def drain(dataset: tf.data.Dataset) -> int:
     return count
 
 
-def row(what: str, value: float, baseline_name: str, baseline: float, unit: str = "img/s") -> Row:
-    ratio = value / baseline if baseline else float("nan")
+Values = float | list[float]
+
+
+def _spread(values: list[float], unit: str) -> str:
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return f"{middle:,.0f} {unit}"
+    return f"{middle:,.0f} {unit} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+def row(what: str, value: Values, baseline_name: str, baseline: Values, unit: str = "img/s") -> Row:
+    """One table row: medians with their min-max over the repetitions, and the median of the
+    ratios of pairs measured one after the other (so that drift hits both sides of a pair)."""
+    values = value if isinstance(value, list) else [value]
+    baselines = baseline if isinstance(baseline, list) else [baseline]
+    if len(baselines) == 1:
+        baselines = baselines * len(values)
+    ratios = [v / b if b else float("nan") for v, b in zip(values, baselines, strict=True)]
+    spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
     return {
         "measure": what,
-        "value": f"{value:,.0f} {unit}",
-        "baseline": f"{baseline_name}: {baseline:,.0f} {unit}",
-        "ratio": f"{ratio:.2f}",
+        "value": _spread(values, unit),
+        "baseline": f"{baseline_name}: {_spread(baselines, unit)}",
+        "ratio": f"{statistics.median(ratios):.2f}{spread}",
     }
+
+
+def pairs(
+    measure: Callable[[], float], baseline: Callable[[], float], repeat: int
+) -> tuple[list[float], list[float]]:
+    """`repeat` interleaved measurements A B A B ...: (values, baselines)."""
+    values, baselines = [], []
+    for _ in range(repeat):
+        values.append(measure())
+        baselines.append(baseline())
+    return values, baselines
 
 
 def settings(size: int, batch: int, augment: bool, cache: str = "memory") -> Config:
@@ -104,26 +133,40 @@ def keras_loader(frame: pd.DataFrame, size: int, batch: int) -> tf.data.Dataset:
     )
 
 
-def input_pipeline_rows(name: str, frame: pd.DataFrame, size: int, batch: int) -> list[Row]:
-    rows = []
+def input_pipeline_rows(name: str, frame: pd.DataFrame, size: int, batch: int, repeat: int) -> list[Row]:
+    """First (decoding) and cached epochs of the input pipeline against the decode+resize bound and
+    Keras' own loader, all measured in turn within each repetition (fresh datasets each time)."""
     n = len(frame)
-    bound_rate = n / seconds(lambda: drain(bound(frame["path"].tolist(), size, batch)))
-    keras_rate = n / seconds(lambda: drain(keras_loader(frame, size, batch)))
+    results: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        rates = {
+            "bound": n / seconds(lambda: drain(bound(frame["path"].tolist(), size, batch))),
+            "keras": n / seconds(lambda: drain(keras_loader(frame, size, batch))),
+        }
+        for augment in (False, True):
+            dataset = make_dataset(frame, settings(size, batch, augment), training=True)
+            rates[f"first-{augment}"] = n / seconds(lambda ds=dataset: drain(ds))
+            rates[f"cached-{augment}"] = n / seconds(lambda ds=dataset: drain(ds))
+        for key, rate in rates.items():
+            results.setdefault(key, []).append(rate)
+    rows = []
     for augment in (False, True):
-        dataset = make_dataset(frame, settings(size, batch, augment), training=True)
-        first = n / seconds(lambda ds=dataset: drain(ds))
-        cached = n / seconds(lambda ds=dataset: drain(ds))
         label = f"{name}: input pipeline, augmentation {'on' if augment else 'off'}"
-        rows.append(row(f"{label}, first epoch (decoding)", first, "decode+resize bound", bound_rate))
+        first, cached = results[f"first-{augment}"], results[f"cached-{augment}"]
+        rows.append(row(f"{label}, first epoch (decoding)", first, "decode+resize bound", results["bound"]))
         rows.append(
-            row(f"{label}, first epoch (decoding)", first, "image_dataset_from_directory", keras_rate)
+            row(f"{label}, first epoch (decoding)", first, "image_dataset_from_directory", results["keras"])
         )
-        rows.append(row(f"{label}, cached epoch", cached, "decode+resize bound", bound_rate))
+        rows.append(row(f"{label}, cached epoch", cached, "decode+resize bound", results["bound"]))
     return rows
 
 
-def training_rows(frame: pd.DataFrame, backbone: str, size: int, batch: int, steps: int) -> list[Row]:
-    """fit throughput through the pipeline against the same model fed from an in-memory tensor."""
+def training_rows(
+    frame: pd.DataFrame, backbone: str, size: int, batch: int, steps: int, repeat: int
+) -> list[Row]:
+    """fit through the pipeline against its true bound: the same distinct real images, already
+    decoded, resized and augmented, held in memory and fed the same way (a batched tf.data of
+    tensors), in `steps`-batch windows alternating A B A B."""
     config = dataclasses.replace(
         settings(size, batch, augment=True),
         model=dataclasses.replace(Config().model, backbone=backbone, weights="none"),
@@ -132,36 +175,42 @@ def training_rows(frame: pd.DataFrame, backbone: str, size: int, batch: int, ste
     model = build_classifier(config, 2).model
     model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=False)
     pipeline = make_dataset(frame, config, training=True).repeat()
-    drain(make_dataset(frame, config, training=True))  # fill the cache: measure steady-state epochs
-    model.fit(pipeline, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
-    piped = steps * batch / seconds(lambda: model.fit(pipeline, steps_per_epoch=steps, epochs=1, verbose=0))
-    tensors = tf.data.Dataset.from_tensors(
-        (tf.random.uniform((batch, size, size, 3), 0, 255), tf.ones((batch, 1)))
-    ).repeat()
-    model.fit(tensors, steps_per_epoch=2, epochs=1, verbose=0)
-    bound_rate = (
-        steps * batch / seconds(lambda: model.fit(tensors, steps_per_epoch=steps, epochs=1, verbose=0))
-    )
+    epoch = list(
+        make_dataset(frame, config, training=True)
+    )  # decoded, resized, augmented: the same work done
+    images = tf.concat([x for x, _ in epoch], axis=0)
+    labels = tf.concat([y for _, y in epoch], axis=0)
+    in_memory = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch).repeat().prefetch(2)
+    for dataset in (pipeline, in_memory):  # trace, warm up, fill the cache
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+
+    def rate(dataset: tf.data.Dataset) -> float:
+        return steps * batch / seconds(lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0))
+
+    piped, bounded = pairs(lambda: rate(pipeline), lambda: rate(in_memory), repeat)
     return [
         row(
-            f"training {backbone} {size}px, batch {batch}: fit through the pipeline",
+            f"training {backbone} {size}px, batch {batch}, {steps * batch} distinct images: fit through the pipeline",
             piped,
-            "same model on an in-memory tensor",
-            bound_rate,
+            "the same images decoded and augmented, in memory",
+            bounded,
         )
     ]
 
 
-def prediction_rows(frame: pd.DataFrame, size: int, batch: int) -> list[Row]:
+def prediction_rows(frame: pd.DataFrame, size: int, batch: int, repeat: int) -> list[Row]:
     config = settings(size, batch, augment=False)
     model = build_classifier(
         dataclasses.replace(config, model=dataclasses.replace(Config().model, backbone="small-cnn")), 2
     ).model
     images = make_dataset(frame[["path"]], config, training=False)
     drain(images)
-    one = len(frame) / seconds(lambda: predict_views(model, images, ["original"]))
     views = ["original", "hflip", "zoom", "zoom-hflip"]
-    four = len(frame) * len(views) / seconds(lambda: predict_views(model, images, views))
+    four, one = pairs(
+        lambda: len(frame) * len(views) / seconds(lambda: predict_views(model, images, views)),
+        lambda: len(frame) / seconds(lambda: predict_views(model, images, ["original"])),
+        repeat,
+    )
     return [row(f"prediction small-cnn {size}px with 4 TTA views, per view", four, "one view", one)]
 
 
@@ -227,30 +276,36 @@ def probe(script: str, *args: object) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def memory_rows(frame: pd.DataFrame, sizes: Iterable[int], side: int) -> list[Row]:
+def memory_rows(frame: pd.DataFrame, sizes: Iterable[int], side: int, repeat: int) -> list[Row]:
+    """Cache memory against N x H x W x 3 bytes, and caching time per image against the smallest N:
+    each size in its own process, the sizes in turn within each repetition."""
     table = WORK / "photos-200px" / "index" / "train.csv"
+    sizes = list(sizes)
+    results: dict[int, list[dict]] = {n: [] for n in sizes}
+    for _ in range(repeat):
+        for n in sizes:
+            results[n].append(probe(MEMORY_PROBE, table, n, side))
+    first_n = min(sizes)
     rows = []
-    results = {n: probe(MEMORY_PROBE, table, n, side) for n in sizes}
-    first_n = min(results)
-    for n, result in results.items():
-        ideal = n * side * side * 3
-        cost = result["peak"] - result["before"]
+    for n in sizes:
+        costs = [(r["peak"] - r["before"]) / 2**20 for r in results[n]]
         rows.append(
             row(
                 f"image cache of {n:,} images at {side}px: resident memory added",
-                cost / 2**20,
+                costs,
                 "N x H x W x 3 bytes",
-                ideal / 2**20,
+                n * side * side * 3 / 2**20,
                 unit="MiB",
             )
         )
-        rate, base_rate = n / result["seconds"], first_n / results[first_n]["seconds"]
+        rates = [n / r["seconds"] for r in results[n]]
+        base = [first_n / r["seconds"] for r in results[first_n]]
         rows.append(
             row(
                 f"caching {n:,} images: decode + cache throughput (linear time: ratio ~1)",
-                rate,
+                rates,
                 f"{first_n:,} images",
-                base_rate,
+                base,
             )
         )
     return rows
@@ -280,10 +335,15 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around the figures."""
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def machine() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return (
-        f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, load average {load_average()}, "
         f"{'GPU: ' + ', '.join(g.name for g in gpus) if gpus else 'no GPU'}); Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
     )
@@ -292,7 +352,9 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run in under 3 minutes")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of every row (median and min-max)")
     args = parser.parse_args()
+    repeat = args.repeat
     os.environ["PIPELINE_SHARED_DATASETS"] = str(SHARED)
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -311,25 +373,27 @@ def main() -> None:
     photos = photos_200px(WORK / "photos-200px")
     rows: list[Row] = []
     if args.quick:
-        rows += input_pipeline_rows("mini (1,500 original-size photos)", mini, 160, 32)
-        rows += training_rows(photos, "small-cnn", 128, 32, steps=10)
-        rows += prediction_rows(photos.iloc[:512], 128, 64)
-        rows += memory_rows(photos, (4_000, 8_000), 128)
+        rows += input_pipeline_rows("mini (first 500 original-size photos)", mini.iloc[:500], 160, 32, repeat)
+        rows += training_rows(photos, "small-cnn", 128, 32, steps=40, repeat=repeat)
+        rows += prediction_rows(photos.iloc[:512], 128, 64, repeat)
+        rows += memory_rows(photos, (2_000, 4_000), 128, repeat)
     else:
-        rows += input_pipeline_rows("mini (1,500 original-size photos)", mini, 224, 32)
-        rows += input_pipeline_rows("200px (8,000 photos)", photos, 224, 32)
-        rows += training_rows(photos, "small-cnn", 128, 32, steps=40)
-        rows += training_rows(photos, "efficientnetv2-b0", 224, 32, steps=8)
-        rows += training_rows(photos, "resnet50v2", 224, 32, steps=8)
-        rows += prediction_rows(photos.iloc[:2048], 128, 64)
+        rows += input_pipeline_rows("mini (1,500 original-size photos)", mini, 224, 32, repeat)
+        rows += input_pipeline_rows("200px (8,000 photos)", photos, 224, 32, repeat)
+        rows += training_rows(photos, "small-cnn", 128, 32, steps=40, repeat=repeat)
+        rows += training_rows(photos, "efficientnetv2-b0", 224, 32, steps=12, repeat=repeat)
+        rows += training_rows(photos, "resnet50v2", 224, 16, steps=8, repeat=repeat)
+        rows += prediction_rows(photos.iloc[:2048], 128, 64, repeat)
         rows += index_rows(WORK / "photos-200px")
-        rows += memory_rows(photos, (8_000, 24_000, 48_000), 128)
-        rows += backend_rows()
+        rows += memory_rows(photos, (8_000, 24_000, 48_000), 128, repeat)
+        rows += backend_rows(repeat=repeat)
     table = markdown_table(rows)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     report = (
         f"# Benchmarks {'(quick)' if args.quick else ''} {stamp}\n\nMachine: {machine()}\n\n{table}\n\n"
-        f"Total {time.perf_counter() - started:.0f} s. Ratio = value / baseline, both measured in this run.\n"
+        f"Total {time.perf_counter() - started:.0f} s; load average at the end {load_average()}. Each row: "
+        f"median (min-max) of {repeat} repetitions, measurement and baseline taken in turn (A B A B ...); "
+        "ratio: median (min-max) of the ratios of those pairs.\n"
     )
     print(report)
     (WORK / f"{stamp}.md").write_text(report)

@@ -15,29 +15,27 @@ from pipeline.demo.generate import generate_competition
 from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
 
 SHARED_DATASETS_ENV = "PIPELINE_SHARED_DATASETS"  # .ci/run points it at ../shared/datasets
-
-
-def shared_dataset(name: str) -> Path:
-    """A folder of ../shared/datasets; skips when the variable is unset (CI always sets it)."""
-    root = os.environ.get(SHARED_DATASETS_ENV)
-    if not root:
-        pytest.skip(f"set {SHARED_DATASETS_ENV} to the shared datasets folder to run this test")
-    folder = Path(root) / name
-    assert folder.is_dir(), f"{SHARED_DATASETS_ENV}={root} has no {name}/"
-    return folder
-
-
 SHARED_WEIGHTS_ENV = "PIPELINE_SHARED_WEIGHTS"  # .ci/run points it at ../shared/weights
 
 
-def shared_weights(name: str) -> Path:
-    """A real ImageNet weights file of ../shared/weights; skips when the variable is unset."""
-    root = os.environ.get(SHARED_WEIGHTS_ENV)
+def _shared(variable: str, name: str) -> Path:
+    """`name` inside the folder `variable` points at; skips when it is unset (CI always sets it)."""
+    root = os.environ.get(variable)
     if not root:
-        pytest.skip(f"set {SHARED_WEIGHTS_ENV} to the shared weights folder to run this test")
+        pytest.skip(f"set {variable} to the shared folder to run this test")
     path = Path(root) / name
-    assert path.is_file(), f"{SHARED_WEIGHTS_ENV}={root} has no {name}"
+    assert path.exists(), f"{variable}={root} has no {name}"
     return path
+
+
+def shared_dataset(name: str) -> Path:
+    """A folder of ../shared/datasets (real photos)."""
+    return _shared(SHARED_DATASETS_ENV, name)
+
+
+def shared_weights(name: str) -> Path:
+    """A real ImageNet weights file of ../shared/weights."""
+    return _shared(SHARED_WEIGHTS_ENV, name)
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,33 @@ from pipeline.data.augment import augment_layers, build_eval_crop, build_mixers,
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode_image(path: tf.Tensor) -> tf.Tensor:
-    """Read and decode one image file as uint8 RGB, whatever its format or colour model."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+JPEG_SCALES = (1, 2, 4, 8)  # libjpeg decodes at 1/2, 1/4, 1/8 scale from the DCT, skipping most work
+
+
+def jpeg_scale(width: int, height: int, side: int, mode: str) -> int:
+    """Index into JPEG_SCALES of the coarsest decode that still leaves `side` pixels where resizing
+    needs them: the short side for crop and stretch, the long side for pad."""
+    needed = max(width, height) if mode == "pad" else min(width, height)
+    fits = [i for i, scale in enumerate(JPEG_SCALES) if needed // scale >= side]
+    return fits[-1] if fits else 0
+
+
+def decode_image(path: tf.Tensor, scale: tf.Tensor | int = 0) -> tf.Tensor:
+    """Read and decode one image file as uint8 RGB, whatever its format or colour model; a JPEG at
+    1 / JPEG_SCALES[scale] of its size (DCT scaling), other formats whole."""
+    data = tf.io.read_file(path)
+
+    def whole() -> tf.Tensor:
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+    def jpeg(factor: int):
+        return lambda: tf.io.decode_jpeg(data, channels=3, ratio=factor)
+
+    if isinstance(scale, int) and scale == 0:
+        image = whole()
+    else:
+        scaled = lambda: tf.switch_case(scale, [jpeg(f) for f in JPEG_SCALES])  # noqa: E731
+        image = tf.cond(tf.io.is_jpeg(data), scaled, whole)
     image.set_shape([None, None, 3])
     return image
 
@@ -95,20 +119,26 @@ def make_dataset(
     paths = frame["path"].astype(str).tolist()
     side = load_size(data.image_size, aug.crop)
 
-    def load(path: tf.Tensor) -> tf.Tensor:
-        image = resize_image(decode_image(path), side, data.resize_mode)
+    def load(path: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+        image = resize_image(decode_image(path, scale), side, data.resize_mode)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
+    if {"width", "height"} <= set(frame.columns):  # sizes from the index: decode big JPEGs scaled down
+        sizes = zip(frame["width"], frame["height"], strict=True)
+        scales = [jpeg_scale(int(w), int(h), side, data.resize_mode) for w, h in sizes]
+    else:
+        scales = [0] * len(paths)
+    sources = (paths, scales)
     if has_labels:
         labels = encode_labels(frame["label"].to_numpy(), num_classes)
-        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+        dataset = tf.data.Dataset.from_tensor_slices((sources, labels))
     else:
-        dataset = tf.data.Dataset.from_tensor_slices(paths)
+        dataset = tf.data.Dataset.from_tensor_slices(sources)
     if training and data.cache == "none":  # nothing cached: shuffling file names is free
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     order = data.deterministic or not training
     if has_labels:
-        dataset = dataset.map(lambda p, y: (load(p), y), num_parallel_calls=AUTOTUNE, deterministic=order)
+        dataset = dataset.map(lambda x, y: (load(*x), y), num_parallel_calls=AUTOTUNE, deterministic=order)
     else:
         dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=order)
     if data.cache == "memory":

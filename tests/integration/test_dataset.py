@@ -157,3 +157,25 @@ def test_crop_takes_the_centre_and_shrinking_is_antialiased() -> None:
     checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
     shrunk = resize_image(tf.constant(checker), 16, "crop").numpy()
     np.testing.assert_allclose(shrunk, 127.5, atol=1)  # a box filter averages the pattern away
+
+
+def test_big_jpegs_are_decoded_scaled_down_to_nearly_the_same_pixels(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipeline.data.input_pipeline import JPEG_SCALES, decode_image, jpeg_scale, resize_image
+
+    assert jpeg_scale(1000, 600, 128, "crop") == JPEG_SCALES.index(4)  # 600 / 4 = 150 >= 128
+    assert jpeg_scale(1000, 600, 128, "pad") == JPEG_SCALES.index(4)  # 1000 / 8 = 125 < 128
+    assert jpeg_scale(200, 200, 224, "crop") == 0
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.uniform(0, 255, (24, 32, 3)), np.ones((40, 40, 1))).astype(np.uint8)  # 960 x 1280
+    for mode in ("RGB", "CMYK"):
+        path = tmp_path / f"big-{mode}.jpg"
+        Image.fromarray(smooth).convert(mode).save(path, quality=95)
+        scale = jpeg_scale(1280, 960, 112, "crop")
+        assert JPEG_SCALES[scale] == 8
+        fast = decode_image(tf.constant(str(path)), tf.constant(scale))
+        assert fast.shape == (120, 160, 3)
+        full = resize_image(decode_image(tf.constant(str(path))), 112, "crop").numpy()
+        scaled = resize_image(fast, 112, "crop").numpy()
+        assert np.abs(full - scaled).mean() < 4, mode  # the same picture, a fraction of the decoding

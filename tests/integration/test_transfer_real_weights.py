@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from pipeline import flow, layout
 from pipeline.acquire.index import prepare_index
 from pipeline.competitions import get_competition
-from pipeline.config import load_config
+from pipeline.config import Config, load_config
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.train import predict_probabilities, train_holdout
 from pipeline.model.classifier import build_classifier
@@ -37,22 +37,20 @@ RECIPE = {
 }
 
 
-def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
+def mini_with_real_weights(tmp_path: Path, **values: object) -> tuple[Config, Path]:
+    """The recipe on dogs-vs-cats-mini (attached read-only, as on Kaggle) with the real MobileNet
+    weights, writing under tmp_path; and the mini folder."""
     mini = shared_dataset("dogs-vs-cats-mini")
     weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
     (tmp_path / "input").mkdir()
-    (tmp_path / "input" / "dogs-vs-cats").symlink_to(mini)  # read-only, as on Kaggle
-    config = load_config(
-        overrides={
-            **RECIPE,
-            "model.weights": str(weights),
-            "paths.input_root": str(tmp_path / "input"),
-            "paths.data_root": str(tmp_path / "data"),
-            "paths.runs_root": str(tmp_path / "runs"),
-            "paths.submissions_root": str(tmp_path / "submissions"),
-        },
-        environ={},
-    )
+    (tmp_path / "input" / "dogs-vs-cats").symlink_to(mini)
+    roots = {f"paths.{name}_root": str(tmp_path / name) for name in ("input", "data", "runs", "submissions")}
+    config = load_config(overrides={**RECIPE, "model.weights": str(weights), **roots, **values}, environ={})
+    return config, mini
+
+
+def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
+    config, mini = mini_with_real_weights(tmp_path)
     competition = get_competition("dogs-vs-cats")
     index = prepare_index(config, competition)
     snapshots = Snapshots()
@@ -101,25 +99,16 @@ def test_a_weights_file_of_another_backbone_names_the_expected_file(name: str) -
 
 
 def test_the_head_learns_from_features_computed_once(tmp_path: Path, capsys) -> None:
-    mini = shared_dataset("dogs-vs-cats-mini")
-    weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
-    (tmp_path / "input").mkdir()
-    (tmp_path / "input" / "dogs-vs-cats").symlink_to(mini)
-    config = load_config(
-        overrides={
-            **RECIPE,
-            "model.weights": str(weights),
+    config, _ = mini_with_real_weights(
+        tmp_path,
+        **{
             "data.image_size": 128,
             "train.fine_epochs": 0,
             "train.head_epochs": 20,  # epochs on cached features cost milliseconds
             "train.head_learning_rate": 3e-3,
             "train.patience": 5,
             "train.head_cache_features": True,
-            "paths.input_root": str(tmp_path / "input"),
-            "paths.data_root": str(tmp_path / "data"),
-            "paths.runs_root": str(tmp_path / "runs"),
         },
-        environ={},
     )
     competition = get_competition("dogs-vs-cats")
     index = prepare_index(config, competition)
