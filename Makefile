@@ -13,7 +13,7 @@ PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
 .PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ tune: setup  ## Optuna search of the recipe on COMPETITION (TRIALS per worker, W
 train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learning (ARGS=--holdout: one split)
 	$(PY) -m pipeline train --competition $(COMPETITION) $(ARGS)
 
-predict: setup  ## predict the test set with every fold model and TTA; write the submission CSV
+predict: setup  ## predict with the newest finished run (k-fold or holdout) and TTA; write the submission CSV
 	$(PY) -m pipeline predict --competition $(COMPETITION) $(ARGS)
 
 submit: setup  ## validate and upload the newest submission CSV (or FILE=...) through the Kaggle API
