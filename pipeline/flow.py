@@ -65,11 +65,12 @@ def preview(config: Config, batches: int = 3) -> Path:
     return picture
 
 
-def train(config: Config, holdout: bool = False, wait: bool = False) -> Path:
+def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Path:
     """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run folder.
 
     One command at a time per run folder: another one is refused with its holder's PID, or waited
-    for with `wait`."""
+    for with `wait`. The run's report is written after it unless `report_after` is False (for
+    callers that write it once prediction has run)."""
     from pipeline.acquire.index import prepare_index
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.train import train_holdout
@@ -82,7 +83,8 @@ def train(config: Config, holdout: bool = False, wait: bool = False) -> Path:
             train_holdout(config, competition, found)
         else:
             train_kfold(config, competition, found)
-    report(config, run_dir)
+    if report_after:
+        report(config, run_dir)
     return run_dir
 
 
@@ -175,7 +177,7 @@ def demo(config: Config) -> None:
         print(f"Sandbox Kaggle API on {server.url}")
         download(config)
         preview(config, batches=2)
-        train(config)
+        train(config, report_after=False)  # reported at the end, with the ensemble's choices
         submission = predict(config)
         submit(config, submission)
         leaderboard(config)

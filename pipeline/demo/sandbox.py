@@ -272,12 +272,18 @@ class _Handler(BaseHTTPRequestHandler):
     def rpc_GetKernelSessionStatus(self, request: dict) -> None:
         if (kernels := self._kernels()) is not None:
             found = kernels.status(request)
-            self._json(200, found) if found else self._error(404, "Kernel not found")
+            if found:
+                self._json(200, found)
+            else:
+                self._error(404, "Kernel not found")
 
     def rpc_ListKernelSessionOutput(self, request: dict) -> None:
         if (kernels := self._kernels()) is not None:
             found = kernels.outputs(request, self.headers.get("Host", ""))
-            self._json(200, found) if found else self._error(404, "Kernel not found")
+            if found:
+                self._json(200, found)
+            else:
+                self._error(404, "Kernel not found")
 
     def _kernel_output(self, slug: str, version: int, name: str) -> None:
         path = self.state.kernels.output_file(slug, version, name) if self.state.kernels else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -151,13 +150,12 @@ def main(values: dict[str, Any]) -> Path:
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
     print("Configuration:\n" + config.to_json(), flush=True)
     flow.index(config)
-    flow.train(config)  # also writes the run's report.html under /kaggle/working/runs
+    flow.train(config, report_after=False)  # reported below, with the test-time predictions
     submission = flow.predict(config)
-    flow.report(config)  # again, now with the test-time predictions
+    flow.report(config)
     final = root / "working" / "submission.csv"
     shutil.copyfile(submission, final)
     sample = find_sample_submission(config)
     shutil.copyfile(sample, root / "working" / sample.name)  # to validate against where the data is not
     print(f"Kernel finished: {final}", flush=True)
-    sys.stdout.flush()
     return final

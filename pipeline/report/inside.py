@@ -13,10 +13,10 @@ from keras import ops
 from pipeline.model.classifier import BACKBONE_LAYER, HEAD_DROPOUT, OUTPUT
 
 
-def _preprocess(model: keras.Model, images: np.ndarray) -> keras.KerasTensor:
-    x = ops.convert_to_tensor(images, dtype="float32")
+def _preprocess(model: keras.Model, x: keras.KerasTensor) -> keras.KerasTensor:
+    """The classifier's preprocessing layer applied to `x` (symbolic or not), when it has one."""
     if "preprocess" in [layer.name for layer in model.layers]:
-        x = model.get_layer("preprocess")(x)
+        return model.get_layer("preprocess")(x)
     return x
 
 
@@ -39,7 +39,7 @@ def feature_maps(model: keras.Model, image: np.ndarray, depths: int = 4) -> dict
     names = spatial_layers(backbone)
     picked = [names[round(i * (len(names) - 1) / max(depths - 1, 1))] for i in range(depths)]
     probe = keras.Model(backbone.input, [backbone.get_layer(n).output for n in dict.fromkeys(picked)])
-    outputs = probe(_preprocess(model, image[None]))
+    outputs = probe(_preprocess(model, ops.convert_to_tensor(image[None], dtype="float32")))
     outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
     return {name: ops.convert_to_numpy(o)[0] for name, o in zip(dict.fromkeys(picked), outputs, strict=True)}
 
@@ -72,11 +72,7 @@ def gradcam(model: keras.Model, images: np.ndarray, layer: str | None = None) ->
     name = layer or wide[-1]
     inner = keras.Model(backbone.input, [backbone.get_layer(name).output, backbone.output])
     inputs = keras.Input(images.shape[1:])
-    x = (
-        model.get_layer("preprocess")(inputs)
-        if "preprocess" in [lay.name for lay in model.layers]
-        else inputs
-    )
+    x = _preprocess(model, inputs)
     activations, features = inner(x)
     output = model.get_layer(OUTPUT)(model.get_layer(HEAD_DROPOUT)(features))
     values, gradients = _gradients_tensorflow(
