@@ -179,3 +179,15 @@ def test_big_jpegs_are_decoded_scaled_down_to_nearly_the_same_pixels(tmp_path: P
         full = resize_image(decode_image(tf.constant(str(path))), 112, "crop").numpy()
         scaled = resize_image(fast, 112, "crop").numpy()
         assert np.abs(full - scaled).mean() < 4, mode  # the same picture, a fraction of the decoding
+
+
+def test_the_cache_setting_changes_no_image_beyond_rounding(index: ImageIndex, tmp_path: Path) -> None:
+    def images(cache: str) -> np.ndarray:
+        config = tiny_config(tmp_path, data__cache=cache)
+        return np.concatenate([x for x, _ in make_dataset(index.train, config, False).as_numpy_iterator()])
+
+    kept, decoded = images("memory"), images("none")
+    assert kept.dtype == decoded.dtype == np.float32
+    np.testing.assert_array_equal(kept, np.round(kept))  # cached as uint8
+    np.testing.assert_allclose(kept, decoded, atol=0.5 + 1e-4)  # not cached: the same before rounding
+    assert np.abs(kept - decoded).max() > 0  # ... and genuinely not rounded
