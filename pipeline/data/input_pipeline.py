@@ -163,16 +163,13 @@ def _finish(
         dataset = dataset.shuffle(min(data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(data.batch_size)  # serial: copying a batch is cheap, extra threads are not
 
-    def to_float(images: tf.Tensor) -> tf.Tensor:
-        return tf.cast(images, tf.float32)
-
     layers = augment_layers(aug, data.image_size, seed) if training and aug.where == "pipeline" else []
     crop = None if training else build_eval_crop(aug, data.image_size)
     if crop is not None:
         layers = [crop]
 
     def transform(images: tf.Tensor) -> tf.Tensor:
-        images = to_float(images)
+        images = tf.cast(images, tf.float32)
         for layer in layers:  # one by one: each runs on TensorFlow here, whatever the Keras backend
             images = layer(images, training=True) if training else layer(images)
         return images
@@ -180,11 +177,13 @@ def _finish(
     # Random layers draw from a shared seed state: parallel calls would take its values in a
     # racy order, so a deterministic run augments one batch at a time.
     parallel = None if training and data.deterministic else AUTOTUNE
-    casting = None if not layers else parallel  # a bare cast in parallel competes with decoding
-    if has_labels:
-        dataset = dataset.map(lambda x, y: (transform(x), y), num_parallel_calls=casting)
-    else:
-        dataset = dataset.map(transform, num_parallel_calls=casting)
+    images_spec = dataset.element_spec[0] if has_labels else dataset.element_spec
+    if layers or images_spec.dtype != tf.float32:  # else nothing to do: no map stage at all
+        casting = parallel if layers else None  # a bare cast in parallel competes with decoding
+        if has_labels:
+            dataset = dataset.map(lambda x, y: (transform(x), y), num_parallel_calls=casting)
+        else:
+            dataset = dataset.map(transform, num_parallel_calls=casting)
     if training and has_labels:
         for mixer in build_mixers(aug, seed):
             dataset = dataset.map(lambda x, y, layer=mixer: _mix(layer, x, y), num_parallel_calls=parallel)
