@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -31,6 +32,7 @@ from pipeline import layout
 from pipeline.acquire.index import prepare_index
 from pipeline.competitions import get_competition
 from pipeline.config import Config, load_config
+from pipeline.data.augment import augment_layers
 from pipeline.data.input_pipeline import decode_image, make_dataset
 from pipeline.infer.tta import predict_views
 from pipeline.model.classifier import build_classifier
@@ -45,13 +47,26 @@ def seconds(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def drain(dataset: tf.data.Dataset) -> int:
-    """Iterate a dataset to its end; return the number of images seen."""
+TEARDOWNS: list[float] = []  # seconds each drained iterator took to shut down, reported apart
+
+
+def epoch_rate(dataset: tf.data.Dataset) -> float:
+    """Images per second from creating the iterator to receiving its last batch.
+
+    Shutting the iterator down is timed apart (into TEARDOWNS): with AUTOTUNE in a pipeline,
+    TensorFlow sometimes holds the deletion of an exhausted iterator for up to 1.3 s with the CPU idle
+    (its autotuning thread), which halved an 8,000-image epoch at random and made rows bimodal."""
     count = 0
-    for element in dataset:
+    start = time.perf_counter()
+    iterator = iter(dataset)
+    for element in iterator:
         images = element[0] if isinstance(element, tuple) else element
         count += int(images.shape[0])
-    return count
+    elapsed = time.perf_counter() - start
+    closing = time.perf_counter()
+    del iterator
+    TEARDOWNS.append(time.perf_counter() - closing)
+    return count / elapsed
 
 
 Values = float | list[float]
@@ -133,42 +148,99 @@ def keras_loader(frame: pd.DataFrame, size: int, batch: int) -> tf.data.Dataset:
     )
 
 
+def augmentation_bound(images: tf.Tensor, config: Config) -> tf.data.Dataset:
+    """The bound of an augmented cached epoch: the same uint8 images, already in memory as one
+    tensor, batched and put through the same augmentation layers in a parallel map."""
+    layers = augment_layers(config.augment, config.data.image_size, config.data.seed)
+
+    def transform(batch: tf.Tensor) -> tf.Tensor:
+        batch = tf.cast(batch, tf.float32)
+        for layer in layers:
+            batch = layer(batch, training=True)
+        return batch
+
+    return (
+        tf.data.Dataset.from_tensor_slices(images)
+        .batch(config.data.batch_size)
+        .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def fault_in_seconds(count: int, size: int) -> float:
+    """Seconds to get `count` fresh image-sized buffers from the OS and touch every page: what
+    filling a memory cache costs on top of decoding (the kernel zeroes each new page)."""
+    start = time.perf_counter()
+    buffers = [np.ones(size * size * 3, np.uint8) for _ in range(count)]
+    elapsed = time.perf_counter() - start
+    del buffers
+    return elapsed
+
+
 def input_pipeline_rows(name: str, frame: pd.DataFrame, size: int, batch: int, repeat: int) -> list[Row]:
-    """First (decoding) and cached epochs of the input pipeline against the decode+resize bound and
-    Keras' own loader, all measured in turn within each repetition (fresh datasets each time)."""
+    """The first (decoding) epoch without and with filling the memory cache, the cached epoch and
+    the augmented cached epoch, each against its bound, all measured in turn within each repetition
+    (fresh datasets each time)."""
     n = len(frame)
+    paths = frame["path"].tolist()
     results: dict[str, list[float]] = {}
+    cached_images = tf.concat(
+        [x for x, _ in make_dataset(frame, settings(size, batch, False), training=False)], axis=0
+    )
+    cached_images = tf.cast(cached_images, tf.uint8)
     for _ in range(repeat):
+        no_cache = epoch_rate(make_dataset(frame, settings(size, batch, False, cache="none"), training=True))
+        plain = make_dataset(frame, settings(size, batch, False), training=True)
+        filling = epoch_rate(plain)
+        augmented = settings(size, batch, True)
+        with_augmentation = make_dataset(frame, augmented, training=True)
+        epoch_rate(with_augmentation)  # fill its cache
         rates = {
-            "bound": n / seconds(lambda: drain(bound(frame["path"].tolist(), size, batch))),
-            "keras": n / seconds(lambda: drain(keras_loader(frame, size, batch))),
+            "bound": epoch_rate(bound(paths, size, batch)),
+            "keras": epoch_rate(keras_loader(frame, size, batch)),
+            "no-cache": no_cache,
+            "filling": filling,
+            "fill-bound": n / (n / no_cache + fault_in_seconds(n, size)),
+            "cached": epoch_rate(plain),
+            "augmented": epoch_rate(with_augmentation),
+            "augmentation-bound": epoch_rate(augmentation_bound(cached_images, augmented)),
         }
-        for augment in (False, True):
-            dataset = make_dataset(frame, settings(size, batch, augment), training=True)
-            rates[f"first-{augment}"] = n / seconds(lambda ds=dataset: drain(ds))
-            rates[f"cached-{augment}"] = n / seconds(lambda ds=dataset: drain(ds))
         for key, rate in rates.items():
             results.setdefault(key, []).append(rate)
-    rows = []
-    for augment in (False, True):
-        label = f"{name}: input pipeline, augmentation {'on' if augment else 'off'}"
-        first, cached = results[f"first-{augment}"], results[f"cached-{augment}"]
-        rows.append(row(f"{label}, first epoch (decoding)", first, "decode+resize bound", results["bound"]))
-        rows.append(
-            row(f"{label}, first epoch (decoding)", first, "image_dataset_from_directory", results["keras"])
-        )
-        rows.append(row(f"{label}, cached epoch", cached, "decode+resize bound", results["bound"]))
-    return rows
+    first = f"{name}: first (decoding) epoch"
+    return [
+        row(f"{first}, no cache", results["no-cache"], "image_dataset_from_directory", results["keras"]),
+        row(f"{first}, no cache", results["no-cache"], "decode+resize bound", results["bound"]),
+        row(
+            f"{first}, filling the memory cache (the default)",
+            results["filling"],
+            "no-cache epoch + faulting in the cache's memory",
+            results["fill-bound"],
+        ),
+        row(
+            f"{first}, filling the memory cache (the default)",
+            results["filling"],
+            "image_dataset_from_directory",
+            results["keras"],
+        ),
+        row(f"{name}: cached epoch", results["cached"], "decode+resize bound", results["bound"]),
+        row(
+            f"{name}: cached epoch with augmentation",
+            results["augmented"],
+            "the augmentation layers alone on the same images in memory",
+            results["augmentation-bound"],
+        ),
+    ]
 
 
 def training_rows(
-    frame: pd.DataFrame, backbone: str, size: int, batch: int, steps: int, repeat: int
+    frame: pd.DataFrame, backbone: str, size: int, batch: int, steps: int, repeat: int, augment: bool = True
 ) -> list[Row]:
     """fit through the pipeline against its true bound: the same distinct real images, already
     decoded, resized and augmented, held in memory and fed the same way (a batched tf.data of
     tensors), in `steps`-batch windows alternating A B A B."""
     config = dataclasses.replace(
-        settings(size, batch, augment=True),
+        settings(size, batch, augment),
         model=dataclasses.replace(Config().model, backbone=backbone, weights="none"),
     )
     frame = frame.iloc[: steps * batch]
@@ -190,9 +262,10 @@ def training_rows(
     piped, bounded = pairs(lambda: rate(pipeline), lambda: rate(in_memory), repeat)
     return [
         row(
-            f"training {backbone} {size}px, batch {batch}, {steps * batch} distinct images: fit through the pipeline",
+            f"training {backbone} {size}px, batch {batch}, {steps * batch} distinct images, augmentation "
+            f"{'on' if augment else 'off'}: fit through the pipeline",
             piped,
-            "the same images decoded and augmented, in memory",
+            f"the same images decoded{' and augmented' if augment else ''}, in memory",
             bounded,
         )
     ]
@@ -204,7 +277,7 @@ def prediction_rows(frame: pd.DataFrame, size: int, batch: int, repeat: int) -> 
         dataclasses.replace(config, model=dataclasses.replace(Config().model, backbone="small-cnn")), 2
     ).model
     images = make_dataset(frame[["path"]], config, training=False)
-    drain(images)
+    epoch_rate(images)  # fill the cache
     views = ["original", "hflip", "zoom", "zoom-hflip"]
     four, one = pairs(
         lambda: len(frame) * len(views) / seconds(lambda: predict_views(model, images, views)),
@@ -349,6 +422,18 @@ def machine() -> str:
     )
 
 
+def teardown_note() -> str:
+    """What the epoch rates leave out: TensorFlow shutting down each drained iterator."""
+    if not TEARDOWNS:
+        return ""
+    stalls = sum(t > 0.5 for t in TEARDOWNS)
+    return (
+        f" Epoch rates run from creating the iterator to its last batch; shutting the {len(TEARDOWNS)} "
+        f"iterators down took {statistics.median(TEARDOWNS):.2f} s in the median, over 0.5 s {stalls} "
+        f"times (max {max(TEARDOWNS):.2f} s, CPU idle: TensorFlow's autotuning thread)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run in under 3 minutes")
@@ -381,6 +466,7 @@ def main() -> None:
         rows += input_pipeline_rows("mini (1,500 original-size photos)", mini, 224, 32, repeat)
         rows += input_pipeline_rows("200px (8,000 photos)", photos, 224, 32, repeat)
         rows += training_rows(photos, "small-cnn", 128, 32, steps=40, repeat=repeat)
+        rows += training_rows(photos, "small-cnn", 128, 32, steps=40, repeat=repeat, augment=False)
         rows += training_rows(photos, "efficientnetv2-b0", 224, 32, steps=12, repeat=repeat)
         rows += training_rows(photos, "resnet50v2", 224, 16, steps=8, repeat=repeat)
         rows += prediction_rows(photos.iloc[:2048], 128, 64, repeat)
@@ -393,7 +479,8 @@ def main() -> None:
         f"# Benchmarks {'(quick)' if args.quick else ''} {stamp}\n\nMachine: {machine()}\n\n{table}\n\n"
         f"Total {time.perf_counter() - started:.0f} s; load average at the end {load_average()}. Each row: "
         f"median (min-max) of {repeat} repetitions, measurement and baseline taken in turn (A B A B ...); "
-        "ratio: median (min-max) of the ratios of those pairs.\n"
+        "ratio: median (min-max) of the ratios of those pairs."
+        f"{teardown_note()}\n"
     )
     print(report)
     (WORK / f"{stamp}.md").write_text(report)
