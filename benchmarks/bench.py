@@ -33,7 +33,7 @@ from pipeline.acquire.index import prepare_index
 from pipeline.competitions import get_competition
 from pipeline.config import Config, load_config
 from pipeline.data.augment import augment_layers
-from pipeline.data.input_pipeline import decode_image, make_dataset
+from pipeline.data.input_pipeline import apply_layers, decode_image, make_dataset
 from pipeline.infer.tta import predict_views
 from pipeline.model.classifier import build_classifier
 
@@ -54,8 +54,8 @@ def epoch_rate(dataset: tf.data.Dataset) -> float:
     """Images per second from creating the iterator to receiving its last batch.
 
     Shutting the iterator down is timed apart (into TEARDOWNS): with AUTOTUNE in a pipeline,
-    TensorFlow sometimes holds the deletion of an exhausted iterator for up to 1.3 s with the CPU idle
-    (its autotuning thread), which halved an 8,000-image epoch at random and made rows bimodal."""
+    TensorFlow sometimes holds the deletion of an exhausted iterator for 1.2 s or more with the CPU
+    idle (its autotuning thread), which halved an 8,000-image epoch at random and made rows bimodal."""
     count = 0
     start = time.perf_counter()
     iterator = iter(dataset)
@@ -152,17 +152,10 @@ def augmentation_bound(images: tf.Tensor, config: Config) -> tf.data.Dataset:
     """The bound of an augmented cached epoch: the same uint8 images, already in memory as one
     tensor, batched and put through the same augmentation layers in a parallel map."""
     layers = augment_layers(config.augment, config.data.image_size, config.data.seed)
-
-    def transform(batch: tf.Tensor) -> tf.Tensor:
-        batch = tf.cast(batch, tf.float32)
-        for layer in layers:
-            batch = layer(batch, training=True)
-        return batch
-
     return (
         tf.data.Dataset.from_tensor_slices(images)
         .batch(config.data.batch_size)
-        .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda batch: apply_layers(layers, batch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -249,9 +242,7 @@ def training_rows(
     model = build_classifier(config, 2).model
     model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=False)
     pipeline = make_dataset(frame, config, training=True).repeat()
-    epoch = list(
-        make_dataset(frame, config, training=True)
-    )  # decoded, resized, augmented: the same work done
+    epoch = list(make_dataset(frame, config, training=True))  # decoded, resized, augmented: the same work
     images = tf.concat([x for x, _ in epoch], axis=0)
     labels = tf.concat([y for _, y in epoch], axis=0)
     in_memory = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch).repeat().prefetch(2)

@@ -72,9 +72,8 @@ def resize_image(image: tf.Tensor, size: int, mode: str) -> tf.Tensor:
     if mode == "crop":
         side = tf.minimum(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        return _scale(
-            image[top : top + side, left : left + side], size, size
-        )  # a slice: no checks, no copy of rows
+        centre = image[top : top + side, left : left + side]  # a slice: no checks, no copy of rows
+        return _scale(centre, size, size)
     if mode == "stretch":
         return _scale(image, size, size)
     scale = size / tf.cast(tf.maximum(height, width), tf.float32)
@@ -154,6 +153,15 @@ def make_dataset(
     return _finish(dataset, config, training, has_labels, len(paths))
 
 
+def apply_layers(layers: list[keras.layers.Layer], images: tf.Tensor, training: bool) -> tf.Tensor:
+    """A batch as float32 through `layers` one by one: inside tf.data each runs on TensorFlow by
+    itself, whatever the Keras backend."""
+    images = tf.cast(images, tf.float32)
+    for layer in layers:
+        images = layer(images, training=True) if training else layer(images)
+    return images
+
+
 def _finish(
     dataset: tf.data.Dataset, config: Config, training: bool, has_labels: bool, n: int
 ) -> tf.data.Dataset:
@@ -169,10 +177,7 @@ def _finish(
         layers = [crop]
 
     def transform(images: tf.Tensor) -> tf.Tensor:
-        images = tf.cast(images, tf.float32)
-        for layer in layers:  # one by one: each runs on TensorFlow here, whatever the Keras backend
-            images = layer(images, training=True) if training else layer(images)
-        return images
+        return apply_layers(layers, images, training)
 
     # Random layers draw from a shared seed state: parallel calls would take its values in a
     # racy order, so a deterministic run augments one batch at a time.
