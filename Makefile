@@ -2,12 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 ARGS ?=
-TRIALS ?= 20
-WORKERS ?= 1
-ACCELERATOR ?= gpu
 EXTRAS ?= dev
+INSTALLED := $(VENV)/.installed
+
+# COMPETITION, TRIALS, WORKERS and ACCELERATOR reach the command only when you set them (on the
+# make command line or in the environment), so the order is: built-in defaults < --config file <
+# ARGS flags < make variables you typed.
+given = $(if $(filter command line environment override,$(origin $(1))),$(2) $($(1)))
+COMPETITION_FLAG = $(call given,COMPETITION,--competition)
 
 PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
 .PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict submit leaderboard bench bench-quick bench-quality test test-fast lint clean
@@ -15,52 +18,59 @@ PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
-	touch $@
+# Installed again when pyproject.toml changes, or when EXTRAS names other extras than the last install.
+ifneq ($(filter command line environment,$(origin EXTRAS)),)
+ifneq ($(shell cat $(INSTALLED) 2>/dev/null),$(EXTRAS))
+.PHONY: $(INSTALLED)
+endif
+endif
+$(INSTALLED): pyproject.toml
+	@echo "Installing the package and its dependencies into $(VENV) (first time: about 4 minutes, 2.6 GB) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@echo '$(EXTRAS)' > $@
 
-setup: $(VENV)/.installed  ## create .venv and install the package with its dev tools (EXTRAS=dev,jax: + JAX)
+setup: $(INSTALLED)  ## create .venv and install the package with its dev tools (EXTRAS=dev,jax: + JAX)
 
 demo: setup  ## the whole flow offline on the generated demo competition (no Kaggle account)
 	$(PY) -m pipeline demo $(ARGS)
 
 download: setup  ## download, unpack and index COMPETITION with your Kaggle credentials
-	$(PY) -m pipeline download --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline download $(ARGS) $(COMPETITION_FLAG)
 
 index: setup  ## unpack and index COMPETITION files already on disk
-	$(PY) -m pipeline index --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline index $(ARGS) $(COMPETITION_FLAG)
 
 preview: setup  ## a look at a few augmented batches of COMPETITION
-	$(PY) -m pipeline preview --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline preview $(ARGS) $(COMPETITION_FLAG)
 
 tune: setup  ## Optuna search of the recipe on COMPETITION (TRIALS per worker, WORKERS processes)
-	$(PY) -m pipeline tune --competition $(COMPETITION) --trials $(TRIALS) --workers $(WORKERS) $(ARGS)
+	$(PY) -m pipeline tune $(ARGS) $(COMPETITION_FLAG) $(call given,TRIALS,--trials) $(call given,WORKERS,--workers)
 
 train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learning (ARGS=--holdout: one split)
-	$(PY) -m pipeline train --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline train $(ARGS) $(COMPETITION_FLAG)
 
 predict: setup  ## predict with the newest finished run (k-fold or holdout) and TTA; write the submission CSV
-	$(PY) -m pipeline predict --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline predict $(ARGS) $(COMPETITION_FLAG)
 
 submit: setup  ## validate and upload the newest submission CSV (or FILE=...) through the Kaggle API
-	$(PY) -m pipeline submit --competition $(COMPETITION) $(if $(FILE),--file $(FILE)) $(ARGS)
+	$(PY) -m pipeline submit $(ARGS) $(COMPETITION_FLAG) $(if $(FILE),--file $(FILE))
 
 report: setup  ## the report page of the newest finished run (ARGS="--run NAME" for another)
-	$(PY) -m pipeline report --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline report $(ARGS) $(COMPETITION_FLAG)
 
 leaderboard: setup  ## every submission with its CV and leaderboard scores
-	$(PY) -m pipeline leaderboard --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline leaderboard $(ARGS) $(COMPETITION_FLAG)
 
 kernel-push: setup  ## push this code as a Kaggle kernel and start it (ACCELERATOR=gpu|tpu|none)
-	$(PY) -m pipeline kernel push --competition $(COMPETITION) --accelerator $(ACCELERATOR) $(ARGS)
+	$(PY) -m pipeline kernel push $(ARGS) $(COMPETITION_FLAG) $(call given,ACCELERATOR,--accelerator)
 
 kernel-status: setup  ## the latest pushed kernel's status (ARGS=--wait: follow it to the end)
-	$(PY) -m pipeline kernel status --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline kernel status $(ARGS) $(COMPETITION_FLAG)
 
 kernel-output: setup  ## fetch the latest kernel's outputs into runs/; ARGS=--submit submits its CSV
-	$(PY) -m pipeline kernel output --competition $(COMPETITION) $(ARGS)
+	$(PY) -m pipeline kernel output $(ARGS) $(COMPETITION_FLAG)
 
 kernel-demo: setup  ## the kernel round trip offline: push to the sandbox, follow, fetch, submit
 	$(PY) -m pipeline kernel-demo $(ARGS)

@@ -8,7 +8,6 @@ labels (never used for training); INDEX_DIR is data/<competition>/index.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,38 +15,37 @@ import numpy as np
 import pandas as pd
 
 from pipeline.fit.metrics import binary_scores
-from pipeline.infer.postprocess import average, choose_clip, clip
+from pipeline.infer.postprocess import average, clip
+from pipeline.run import Run
 
 
 def main() -> None:
     run_dir, solution_path, index_dir = (Path(a) for a in sys.argv[1:4])
-    report = json.loads((run_dir / "ensemble.json").read_text())
-    views = "+".join(report["views"])
-    folds = sorted(run_dir.glob(f"fold-*/tta-{views}.npz"))
+    run = Run(run_dir)
+    chosen = run.read_postprocessing()
+    if chosen is None:
+        raise SystemExit(f"{run_dir} has no post-processing choices: run `make predict` on it first.")
+    members = [np.load(m.tta_cache(chosen.views)) for m in run.members()]
     test_ids = pd.read_csv(index_dir / "test.csv", dtype={"id": str})["id"]
     truth = pd.read_csv(solution_path, dtype={"id": str}).set_index("id").loc[test_ids, "label"].to_numpy()
-    oof = pd.read_csv(run_dir / "oof.csv")
-    members = [np.load(f) for f in folds]
-    space = report["average"]
-    labels_by_fold = [pd.read_csv(f.parent / "validation_predictions.csv")["label"].to_numpy() for f in folds]
+    labels_by_fold = [m.read_validation()["label"].to_numpy() for m in run.members()]
     oof_labels = np.concatenate(labels_by_fold)
     oof_single_view = np.concatenate([m["validation"][0] for m in members])
+    space, c = chosen.average, max(chosen.clip or 0.0, 1e-7)
     oof_tta = np.concatenate([average(m["validation"], space) for m in members])
-    c, _ = choose_clip(oof_tta, oof_labels)
+    views = "+".join(chosen.views)
     rows = {
         "single fold model (fold 0, one view)": (
             binary_scores(labels_by_fold[0], members[0]["validation"][0]),
             binary_scores(truth, members[0]["test"][0]),
         ),
-        f"{len(folds)}-fold ensemble (one view, {space} average)": (
+        f"{len(members)}-fold ensemble (one view, {space} average)": (
             binary_scores(oof_labels, oof_single_view),
             binary_scores(truth, average(np.stack([m["test"][0] for m in members]), space)),
         ),
-        f"{len(folds)}-fold ensemble + TTA ({views}) + clip c={c}": (
-            binary_scores(oof_labels, clip(oof_tta, max(c, 1e-7))),
-            binary_scores(
-                truth, clip(average(np.concatenate([m["test"] for m in members]), space), max(c, 1e-7))
-            ),
+        f"{len(members)}-fold ensemble + TTA ({views}) + clip c={chosen.clip}": (
+            binary_scores(oof_labels, clip(oof_tta, c)),
+            binary_scores(truth, clip(average(np.concatenate([m["test"] for m in members]), space), c)),
         ),
     }
     print("| model | OOF log loss | OOF accuracy | test log loss | test accuracy |\n|---|---|---|---|---|")
@@ -56,7 +54,7 @@ def main() -> None:
             f"| {name} | {o['log_loss']:.4f} | {o['accuracy']:.4f} | {t['log_loss']:.4f} | {t['accuracy']:.4f} |"
         )
     print(
-        f"(OOF rows: {len(oof)} training images; test: {len(truth)} images scored with {solution_path.name})"
+        f"(OOF rows: {len(oof_labels)} training images; test: {len(truth)} images scored with {solution_path.name})"
     )
 
 

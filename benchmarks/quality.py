@@ -31,8 +31,8 @@ from pipeline.competitions import get_competition
 from pipeline.config import Config, load_config
 from pipeline.fit.cross_validation import train_kfold
 from pipeline.fit.train import train_holdout
-from pipeline.infer.postprocess import average, choose_clip, choose_space, clip
-from pipeline.infer.predict import member_predictions
+from pipeline.infer.predict import member_predictions, predict_run
+from pipeline.run import Run
 
 WORK = layout.bench_dir() / "quality"
 WEIGHTS = (
@@ -101,13 +101,11 @@ def keras_io_baseline(index: ImageIndex, epochs: int) -> tuple[np.ndarray, list[
     return model.predict(test, verbose=0)[:, 0], ids
 
 
-def run_views(run_dir: Path, index: ImageIndex, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(OOF labels, OOF views x members, test views x members) of a finished run, under original+hflip."""
-    parts = [member_predictions(m, index, config, ["original", "hflip"]) for m in layout.member_dirs(run_dir)]
-    labels = np.concatenate([v["label"].to_numpy() for v, _, _ in parts])
-    oof = np.concatenate([views for _, views, _ in parts], axis=1)  # (views, OOF images)
-    test = np.concatenate([views for _, _, views in parts])  # (members x views, test images)
-    return labels, oof, test
+def single_view_test(run: Run, index: ImageIndex, config: Config) -> np.ndarray:
+    """(members, test images): each finished member's predictions of the unchanged test images (the
+    first of the views `predict` caches, so that it reuses them)."""
+    views = config.predict.tta.split(",")
+    return np.stack([member_predictions(m, index, config, views)[2][0] for m in run.members()])
 
 
 def ladder(quick: bool = False) -> list[Row]:
@@ -136,10 +134,9 @@ def ladder(quick: bool = False) -> list[Row]:
     )
 
     def holdout(name: str, config: Config) -> None:
-        result, seconds = timed(lambda: train_holdout(config, competition, index))
-        assert "seconds" in result.metrics, f"{result.run_dir} was not trained in this run"
-        _, _, test = run_views(result.run_dir, index, config)
-        results.append((name, test[0], seconds))
+        run, seconds = timed(lambda: train_holdout(config, competition, index))
+        assert "seconds" in run.read_metrics(), f"{run.path} was not trained in this run"
+        results.append((name, single_view_test(run, index, config)[0], seconds))
 
     holdout(
         "project small CNN (holdout, one view)",
@@ -164,12 +161,12 @@ def ladder(quick: bool = False) -> list[Row]:
     folds = 2 if quick else 3
     kfold = base_config(**short, **{"train.folds": folds, "train.run_name": "kfold"})
     cv, seconds = timed(lambda: train_kfold(kfold, competition, index))
-    labels, oof, test = run_views(cv.run_dir, index, kfold)
-    results.append((f"MobileNet 0.25 {folds}-fold ensemble (one view)", test[::2].mean(axis=0), seconds))
-    space, _ = choose_space(oof, labels)
-    c, _ = choose_clip(average(oof, space), labels)
-    tta = clip(average(test, space), max(c, 1e-7))
-    results.append((f"+ TTA (original, hflip; {space} average) + OOF-chosen clip {c}", tta, seconds))
+    one_view = single_view_test(cv, index, kfold).mean(axis=0)
+    results.append((f"MobileNet 0.25 {folds}-fold ensemble (one view)", one_view, seconds))
+    tta = predict_run(kfold, competition, index, cv)  # what `make predict` submits
+    chosen = tta.postprocessing
+    name = f"+ TTA ({', '.join(chosen.views)}; {chosen.average} average) + OOF-chosen clip {chosen.clip}"
+    results.append((name, tta.test["probability"].to_numpy(), seconds))
 
     base_loss = scores(baseline, test_labels)[0]
     rows = []

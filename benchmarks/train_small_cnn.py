@@ -15,6 +15,7 @@ from pipeline.competitions import get_competition
 from pipeline.config import load_config
 from pipeline.fit.splits import holdout_split
 from pipeline.fit.train import train_run
+from pipeline.run import Run
 
 
 def main() -> None:
@@ -43,10 +44,10 @@ def main() -> None:
         get_competition("dogs-vs-cats"),
         training,
         validation,
-        layout.kfold_run_dir(config),
+        Run(layout.kfold_run_dir(config)),
         verbose=2,
     )
-    print(f"{result.metrics} wall {time.perf_counter() - start:.0f} s")
+    print(f"{result.read_metrics()} wall {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Command line: `python -m pipeline <command> --help`. Parses, builds the Config, calls pipeline.flow.
 
 Every configuration flag is generated from the settings declared in pipeline.config and grouped
-by section in `--help`; a `--config` file (or preset name) sets their defaults.
+by section in `--help` (the sections the command uses; `--help-all` shows every one); a `--config`
+file (or preset name) sets their defaults. Nothing heavy is imported here (see pipeline.flow).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -18,11 +21,46 @@ from pipeline.competitions import UnknownCompetitionError
 from pipeline.config import Config, ConfigError, load_config, section_title, settings, use_backend
 
 DEMO_PRESET = "demo"
+EVERY_SECTION = ("", "paths", "data", "augment", "model", "train", "predict", "tune", "kernel")
+RUN_NAME = ("", "paths", "data", "model", "train", "predict")  # what names and finds a run
+SECTIONS_OF = {  # the settings each command uses, shown in its --help
+    "download": ("", "paths", "data"),
+    "index": ("", "paths", "data"),
+    "preview": ("", "paths", "data", "augment"),
+    "train": ("", "paths", "data", "augment", "model", "train"),
+    "predict": RUN_NAME,
+    "tune": ("", "paths", "data", "augment", "model", "train", "tune"),
+    "submit": RUN_NAME,
+    "report": RUN_NAME,
+    "leaderboard": ("", "paths"),
+    "kernel status": ("", "paths", "kernel"),
+    "kernel output": ("", "paths", "kernel", "predict"),
+}
+_CHOICE = re.compile(
+    r"argument (?P<flag>\S+?): invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)"
+)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """--config, --params and one flag per declared setting, in one --help group per section."""
-    files = parser.add_argument_group("configuration files")
+class Parser(argparse.ArgumentParser):
+    """argparse with short refusals: one line with the error (and the closest choices for a
+    misspelt one) and where to find the help, instead of the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        match = _CHOICE.match(message)
+        if match:
+            choices = re.findall(r"'([^']*)'", match["choices"]) or match["choices"].split(", ")
+            close = difflib.get_close_matches(match["value"], choices, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"choose from {', '.join(choices)}"
+            message = f"{match['flag']}: {match['value']!r} is not a choice; {hint}"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, sections: tuple[str, ...] = EVERY_SECTION, show_all: bool = False
+) -> None:
+    """--config, --params, --verbose and one flag per declared setting, in one --help group per
+    section; the flags of sections outside `sections` are accepted but not shown (unless `show_all`)."""
+    files = parser.add_argument_group("configuration files and output")
     files.add_argument(
         "--config",
         action="append",
@@ -30,24 +68,32 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         help="TOML file, saved config.json, or preset name (pipeline/configs/<name>.toml); repeatable, later wins",
     )
     files.add_argument("--params", help="tuned parameters: 'best' (of the study) or a JSON file")
+    files.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the resolved configuration first (saved with outputs anyway)",
+    )
+    files.add_argument("--help-all", action="store_true", help="show the flags of every section, then exit")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for spec in settings():
         if spec.kind is dict:  # tables (tune.space) are set in TOML files only
             continue
-        if spec.section not in groups:
+        shown = show_all or spec.section in sections
+        if shown and spec.section not in groups:
             title = f"[{spec.section}] " if spec.section else ""
             groups[spec.section] = parser.add_argument_group(title + section_title(spec.section))
-        text = f"{spec.help} ({spec.key}, default: {spec.default!r})"
+        target = groups[spec.section] if shown else parser
+        text = f"{spec.help} ({spec.key}, default: {spec.default!r})" if shown else argparse.SUPPRESS
         if spec.kind is bool:
-            groups[spec.section].add_argument(
+            target.add_argument(
                 spec.flag, dest=spec.key, action=argparse.BooleanOptionalAction, default=None, help=text
             )
             continue
         choices = spec.choices if spec.choices and not spec.each else None
         long_list = choices is not None and len(choices) > 4
-        if spec.each or long_list:
+        if shown and (spec.each or long_list):
             text = f"{text}; from {', '.join(spec.choices or ())}"
-        groups[spec.section].add_argument(
+        target.add_argument(
             spec.flag,
             dest=spec.key,
             type=_argparse_type(spec.parse or spec.kind),
@@ -88,7 +134,8 @@ def config_from_args(args: argparse.Namespace, presets: tuple[str, ...] = ()) ->
         overrides = {**tuned, **overrides}  # flags given explicitly still win
     config = load_config(files, overrides)
     use_backend(config.backend)
-    print("Configuration:\n" + config.to_json())
+    if getattr(args, "verbose", False):
+        print("Configuration:\n" + config.to_json())
     return config
 
 
@@ -131,7 +178,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
     """Validate the newest submission CSV of the run (or --file) and upload it through the Kaggle API."""
     from pipeline import flow
 
-    flow.submit(config_from_args(args), Path(args.file) if args.file else None)
+    flow.submit(config_from_args(args), Path(args.file) if args.file else None, force=args.force)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -157,9 +204,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The whole flow offline on the generated demo competition: download, train, predict, submit, leaderboard."""
-    from pipeline import flow
+    from pipeline.demo.flows import demo
 
-    flow.demo(config_from_args(args, presets=(DEMO_PRESET,)))
+    demo(config_from_args(args, presets=(DEMO_PRESET,)))
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> None:
@@ -192,9 +239,9 @@ def cmd_kernel_output(args: argparse.Namespace) -> None:
 
 def cmd_kernel_demo(args: argparse.Namespace) -> None:
     """The Kaggle-kernel round trip offline: push to the sandbox (which runs it here), follow, fetch, submit."""
-    from pipeline import flow
+    from pipeline.demo.flows import kernel_demo
 
-    flow.kernel_demo(config_from_args(args, presets=(DEMO_PRESET,)))
+    kernel_demo(config_from_args(args, presets=(DEMO_PRESET,)))
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
@@ -231,20 +278,20 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     server.serve_forever()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `python -m pipeline` argument parser."""
-    parser = argparse.ArgumentParser(
+def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
+    """The `python -m pipeline` argument parser (`show_all`: every section in each --help)."""
+    parser = Parser(
         prog="python -m pipeline",
         description="Kaggle image-classification pipeline: download -> index -> train -> predict -> submit.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def command(
         name: str, handler: Callable[[argparse.Namespace], None], config: bool = True
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
         if config:
-            add_config_flags(sub)
+            add_config_flags(sub, SECTIONS_OF.get(name, EVERY_SECTION), show_all)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -252,14 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     command("index", cmd_index).add_argument(
         "--rebuild", action="store_true", help="index again from scratch"
     )
-    command("preview", cmd_preview).add_argument("--batches", type=int, default=3)
+    command("preview", cmd_preview).add_argument(
+        "--batches", type=int, default=3, help="augmented batches to draw and describe (default: 3)"
+    )
     train = command("train", cmd_train)
     train.add_argument("--holdout", action="store_true", help="one holdout split only")
     train.add_argument("--wait", action="store_true", help="wait for another command training the same run")
     command("predict", cmd_predict)
     command("tune", cmd_tune).add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    command("submit", cmd_submit).add_argument(
-        "--file", help="submission CSV to upload (default: the newest of the run)"
+    submit = command("submit", cmd_submit)
+    submit.add_argument("--file", help="submission CSV to upload (default: the newest of the run)")
+    submit.add_argument(
+        "--force", action="store_true", help="upload even if the same content was submitted before"
     )
     command("leaderboard", cmd_leaderboard)
     command("report", cmd_report)
@@ -268,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     kernel = commands.add_parser(
         "kernel", help="run the pipeline as a Kaggle kernel: build, push, status, output"
     )
-    steps = kernel.add_subparsers(dest="step", required=True, metavar="STEP")
+    steps = kernel.add_subparsers(dest="step", required=True, metavar="STEP", parser_class=Parser)
     for name, handler in (
         ("build", cmd_kernel_build),
         ("push", cmd_kernel_push),
@@ -276,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("output", cmd_kernel_output),
     ):
         step = steps.add_parser(name, help=handler.__doc__, description=handler.__doc__)
-        add_config_flags(step)
+        add_config_flags(step, SECTIONS_OF.get(f"kernel {name}", EVERY_SECTION), show_all)
         step.set_defaults(handler=handler)
         if name == "build":
             step.add_argument("--out", help="folder to write the bundle into (default: runs/<slug>/kernel/)")
@@ -287,23 +338,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data = command("demo-data", cmd_demo_data, config=False)
     demo_data.add_argument("--out", required=True, help="folder to write <slug>.zip and solution.csv into")
     demo_data.add_argument("--competition", default="dogs-vs-cats-demo", help="layout to follow")
-    demo_data.add_argument("--train-per-class", type=int, default=300)
-    demo_data.add_argument("--test-size", type=int, default=100)
-    demo_data.add_argument("--seed", type=int, default=0)
+    demo_data.add_argument(
+        "--train-per-class", type=int, default=300, help="training images per class (default: 300)"
+    )
+    demo_data.add_argument("--test-size", type=int, default=100, help="test images (default: 100)")
+    demo_data.add_argument("--seed", type=int, default=0, help="random seed of the images (default: 0)")
     sandbox = command("sandbox", cmd_sandbox, config=False)
     sandbox.add_argument(
         "--serve", nargs="+", required=True, help="folders holding <slug>.zip (+ solution.csv)"
     )
-    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765)")
     return parser
 
 
+def quiet_native_logs(environ: dict[str, str] | os._Environ = os.environ) -> None:
+    """Silence TensorFlow's C++ and absl start-up lines before TensorFlow is imported: warnings
+    always, errors too on a machine without an NVIDIA device (there the only one is the failed
+    cuInit probe), so that a real GPU problem still shows where there is a GPU."""
+    has_gpu = any(Path("/dev").glob("nvidia[0-9]*"))
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if has_gpu else "3")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; known failures end with a one-paragraph error and exit status 2."""
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter; errors still show
-    from pipeline.acquire.kaggle_api import KaggleError
+    """Run one command; known failures end with a one-sentence error and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_all = "--help-all" in argv
+    args = build_parser(show_all).parse_args(["--help" if a == "--help-all" else a for a in argv])
+    quiet_native_logs()
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
+    from pipeline.kaggle_api import KaggleError
     from pipeline.locks import FolderInUseError
     from pipeline.submit.submission_file import SubmissionError
 

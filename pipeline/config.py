@@ -10,6 +10,7 @@ reads back).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import tomllib
@@ -18,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
 from pipeline.model.registry import BACKBONE_NAMES
 
 KAGGLE_NOTEBOOK_ENV = "KAGGLE_KERNEL_RUN_TYPE"
 DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"
+CONFIG_FILE = "config.json"  # the configuration saved beside every output (`--config` reads it)
 PRESETS_DIR = Path(__file__).with_name("configs")  # `--config demo` reads configs/demo.toml
 TTA_VIEWS = ("original", "hflip", "zoom", "zoom-hflip")  # implemented in pipeline.infer.tta
 SPACE_KINDS = ("choice", "int", "float", "log")
@@ -252,10 +255,9 @@ class Config:
         """The configuration as indented JSON, the form saved with outputs."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def save(self, path: Path) -> None:
-        """Write the configuration as JSON next to a run's outputs."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n")
+    def save(self, folder: Path) -> Path:
+        """Write the configuration as <folder>/config.json (whole, then renamed); return its path."""
+        return write_text(folder / CONFIG_FILE, self.to_json() + "\n")
 
 
 @dataclass(frozen=True)
@@ -283,9 +285,9 @@ def _section_classes() -> dict[str, type]:
 
 
 def section_title(section: str) -> str:
-    """The first line of a section's docstring, for --help group titles."""
-    doc = (_section_classes()[section].__doc__ or "") if section else "The competition."
-    return doc.strip().splitlines()[0]
+    """The first line of a section's docstring without its full stop, for --help group titles."""
+    doc = (_section_classes()[section].__doc__ or "") if section else "The competition and the Keras backend"
+    return doc.strip().splitlines()[0].rstrip(".")
 
 
 def _settings_of(cls: type, section: str) -> Iterator[Setting]:
@@ -360,6 +362,10 @@ def _coerce(value: Any, spec: Setting, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table of dotted setting names, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
+    if spec.kind is int and (
+        isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())
+    ):
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
     try:
         return spec.parse(value) if spec.parse else spec.kind(value)
     except (TypeError, ValueError) as error:
@@ -406,6 +412,11 @@ def use_backend(name: str) -> None:
     already running on another backend (its backend is fixed at import)."""
     import sys
 
+    if name == "jax" and importlib.util.find_spec("jax") is None:
+        raise ConfigError(
+            "backend = 'jax' but JAX is not installed here: run `make setup EXTRAS=dev,jax` "
+            "(or `pip install 'jax>=0.4.35'`), or choose --backend tensorflow."
+        )
     loaded = sys.modules.get("keras")
     if loaded is None:
         os.environ["KERAS_BACKEND"] = name

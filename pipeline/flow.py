@@ -4,8 +4,12 @@ and a Kaggle kernel all call.
     config = load_config("demo")        # or load_config("run.toml", {"data.image_size": 160})
     download(config); train(config); submission = predict(config); submit(config, submission)
 
-Heavy libraries (TensorFlow, the Kaggle client) are imported inside the steps that need them, so
-`submit`, `leaderboard` and every `--help` start without TensorFlow.
+The import rule lives here: heavy libraries (TensorFlow, Keras, the Kaggle client) are imported
+inside the steps that need them, never at the top of this module, `cli`, `config`, `layout`, `run`
+or `competitions`, so that `--help`, `submit`, `leaderboard` and every check that needs no model
+start without TensorFlow. The flow runs one way: `cli` and `demo/` call this module, which calls
+the stages (acquire, data, model, fit, infer, report, submit, kernel), which read and write
+through `layout` and `run`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from pipeline import layout
 from pipeline.competitions import get_competition
 from pipeline.config import Config
 from pipeline.locks import exclusive
+from pipeline.run import Run
+
+PLACEHOLDER_USERNAME = "your-kaggle-username"  # in a bundle built without credentials
 
 if TYPE_CHECKING:
     from pipeline.acquire.index import ImageIndex
@@ -25,7 +32,7 @@ if TYPE_CHECKING:
 def download(config: Config, force: bool = False) -> ImageIndex:
     """Download the competition through the Kaggle API (unless attached or complete), unpack, index."""
     from pipeline.acquire.download import download_competition, is_downloaded
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleGateway
 
     competition = get_competition(config.competition)
     source, target = layout.input_dir(config), layout.competition_dir(config)
@@ -57,7 +64,7 @@ def preview(config: Config, batches: int = 3) -> Path:
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
     out_dir = layout.preview_dir(config)
-    config.save(out_dir / "config.json")
+    config.save(out_dir)
     picture = out_dir / "batch.png"
     report = preview_batches(found.train, config, competition, picture, batches)
     print(f"Training pipeline: {report}")
@@ -65,35 +72,35 @@ def preview(config: Config, batches: int = 3) -> Path:
     return picture
 
 
-def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Path:
-    """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run folder.
+def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Run:
+    """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run.
 
     One command at a time per run folder: another one is refused with its holder's PID, or waited
     for with `wait`. The run's report is written after it unless `report_after` is False (for
     callers that write it once prediction has run)."""
     from pipeline.acquire.index import prepare_index
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.train import train_holdout
 
-    competition = get_competition(config.competition)
-    found = prepare_index(config, competition)
     run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
     with exclusive(run_dir, "training", wait=wait):
-        if holdout:
-            train_holdout(config, competition, found)
-        else:
-            train_kfold(config, competition, found)
+        run = (
+            train_holdout(config, competition, found) if holdout else train_kfold(config, competition, found)
+        )
     if report_after:
-        report(config, run_dir)
-    return run_dir
+        report(config, run)
+    return run
 
 
-def report(config: Config, run_dir: Path | None = None) -> Path:
+def report(config: Config, run: Run | None = None) -> Path:
     """Write the run's report.html (`predict.run`, else the newest finished run); return its path."""
-    from pipeline.infer.predict import find_run_or_explain
+    run = run or layout.require_run(config)
     from pipeline.report.build import build_report
 
-    page = build_report(config, run_dir or find_run_or_explain(config))
+    page = build_report(config, run)
     print(f"Report: {page}")
     return page
 
@@ -102,37 +109,42 @@ def predict(config: Config) -> Path:
     """Predict the test set with a finished run (k-fold or holdout) and TTA; write the validated
     submission CSV and return its path."""
     from pipeline.acquire.index import prepare_index, sample_submission
-    from pipeline.infer.predict import find_run_or_explain, predict_run
-    from pipeline.submit.upload import write_run_submission
 
     competition = get_competition(config.competition)
+    run = layout.require_run(config)  # both checked before TensorFlow loads
     found = prepare_index(config, competition)
-    run_dir = find_run_or_explain(config)
-    prediction = predict_run(config, competition, found, run_dir)
+    from pipeline.infer.predict import predict_run
+    from pipeline.submit.upload import write_run_submission
+
+    prediction = predict_run(config, competition, found, run)
     sample = sample_submission(config, competition)
-    return write_run_submission(
-        config, competition, run_dir.name, prediction.test, sample, found.train["label"]
-    )
+    return write_run_submission(config, competition, run.name, prediction.test, sample, found.train["label"])
 
 
-def submit(config: Config, file: Path | None = None) -> int:
-    """Validate a submission CSV (default: the newest of the configured run), upload it, record it
-    in the ledger; return Kaggle's reference."""
+def submit(config: Config, file: Path | None = None, force: bool = False) -> int | None:
+    """Validate a submission CSV (default: the newest of the configured run), upload it unless the
+    same bytes were submitted already (`force` uploads again), record it in the ledger; return
+    Kaggle's reference (None when skipped)."""
     from pipeline.acquire.index import sample_submission
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleGateway
     from pipeline.submit.upload import latest_submission_or_explain, submit_file
 
     competition = get_competition(config.competition)
     chosen = file or latest_submission_or_explain(config)
-    return submit_file(config, competition, chosen, sample_submission(config, competition), KaggleGateway())
+    sample = sample_submission(config, competition)
+    return submit_file(config, competition, chosen, sample, KaggleGateway(), force=force)
 
 
 def leaderboard(config: Config) -> None:
     """Merge Kaggle's scores into the ledger, print it, plot CV against public score, show the rank."""
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleGateway
+    from pipeline.report.build import scored_submissions_plot
     from pipeline.submit.upload import show_leaderboard
 
     show_leaderboard(config, get_competition(config.competition), KaggleGateway())
+    plot = scored_submissions_plot(config, layout.scores_plot(config))
+    if plot:
+        print(f"CV against public score: {plot}")
 
 
 def tune(config: Config, worker_index: int | None = None) -> None:
@@ -162,35 +174,18 @@ def tune(config: Config, worker_index: int | None = None) -> None:
     summarize(config, load_study(config))
 
 
-def demo(config: Config) -> None:
-    """The whole flow offline on the generated demo competition, served by the sandbox Kaggle API:
-    download, index, preview, k-fold training, prediction, submission and leaderboard."""
-    from pipeline.demo.generate import generate_competition
-    from pipeline.demo.sandbox import SandboxServer, SandboxState, find_archives, sandbox_environment
-
-    competition = get_competition(config.competition)
-    served = layout.sandbox_dir(config)
-    if not (served / competition.archive).is_file():
-        print(f"Generating the demo competition in {served} ...")
-        generate_competition(competition, served)
-    with SandboxServer(SandboxState(find_archives([served]))) as server, sandbox_environment(server.url):
-        print(f"Sandbox Kaggle API on {server.url}")
-        download(config)
-        preview(config, batches=2)
-        train(config, report_after=False)  # reported at the end, with the ensemble's choices
-        submission = predict(config)
-        submit(config, submission)
-        leaderboard(config)
-    report(config)
-
-
 def kernel_build(config: Config, out_dir: Path | None = None) -> Path:
     """Write the Kaggle kernel bundle (script + kernel-metadata.json), validated, without pushing."""
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleError, KaggleGateway
     from pipeline.kernel.bundle import build_bundle
     from pipeline.kernel.metadata import CODE_FILE
 
-    folder = build_bundle(config, KaggleGateway().username(), out_dir or layout.kernel_dir(config))
+    try:
+        username = KaggleGateway().username()
+    except KaggleError:  # a bundle to look at needs no account; `kernel push` asks for one
+        username = PLACEHOLDER_USERNAME
+        print(f"No Kaggle credentials here: the bundle's id says {username!r} (kernel push uses yours).")
+    folder = build_bundle(config, username, out_dir or layout.kernel_dir(config))
     size = (folder / CODE_FILE).stat().st_size
     print(f"Kernel bundle in {folder}: {CODE_FILE} ({size:,} bytes) and kernel-metadata.json")
     return folder
@@ -198,7 +193,7 @@ def kernel_build(config: Config, out_dir: Path | None = None) -> Path:
 
 def kernel_push(config: Config) -> dict:
     """Bundle the local code and configuration, push it as a Kaggle kernel and start its run."""
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleGateway
     from pipeline.kernel import session
 
     return session.push(config, KaggleGateway())
@@ -206,7 +201,7 @@ def kernel_push(config: Config) -> dict:
 
 def kernel_status(config: Config, wait: bool = False) -> str:
     """The status of the latest pushed kernel version (QUEUED, RUNNING, COMPLETE, ERROR, ...)."""
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleGateway
     from pipeline.kernel import session
 
     return session.status(config, KaggleGateway(), wait=wait)
@@ -218,55 +213,21 @@ def kernel_output(config: Config, submit_it: bool = False) -> Path:
     import pandas as pd
 
     from pipeline.acquire.index import sample_submission
-    from pipeline.acquire.kaggle_api import KaggleGateway
+    from pipeline.kaggle_api import KaggleGateway
     from pipeline.kernel import session
-    from pipeline.submit.ledger import record
-    from pipeline.submit.upload import cv_score, submit_file
+    from pipeline.submit.upload import record_kernel_submission, submit_file
 
     competition = get_competition(config.competition)
     gateway = KaggleGateway()
-    target, run_dir = session.fetch_outputs(config, gateway)
+    target, run = session.fetch_outputs(config, gateway)
     submission = target / "submission.csv"
     if not submission.is_file():
         raise FileNotFoundError(f"the kernel left no submission.csv in {target}: see its log there.")
-    score = cv_score(run_dir, competition) if run_dir else None
-    record(
-        layout.ledger_path(config),
-        {
-            "competition": competition.slug,
-            "file": str(submission),
-            "run": target.name,
-            "cv_score": "" if score is None else f"{score:.5g}",
-            "status": "fetched",
-        },
-    )
-    print(
-        f"Kernel submission: {submission}"
-        + ("" if score is None else f" (CV {competition.metric} {score:.5f})")
-    )
+    score = record_kernel_submission(config, competition, submission, target, run)
+    cv = "" if score is None else f" (CV {competition.metric} {score:.5f})"
+    print(f"Kernel submission: {submission}{cv}")
     if submit_it:
         copied = target / competition.sample_submission  # left by the kernel beside its outputs
         sample = pd.read_csv(copied) if copied.is_file() else sample_submission(config, competition)
-        submit_file(config, competition, submission, sample, gateway, run_dir)
+        submit_file(config, competition, submission, sample, gateway, run)
     return target
-
-
-def kernel_demo(config: Config) -> None:
-    """The Kaggle-kernel round trip offline: push to the sandbox, which runs the kernel locally,
-    follow it, fetch its outputs, submit, and show the leaderboard."""
-    from pipeline.demo.generate import generate_competition
-    from pipeline.demo.kernels import SandboxKernels
-    from pipeline.demo.sandbox import SandboxServer, SandboxState, find_archives, sandbox_environment
-
-    competition = get_competition(config.competition)
-    served = layout.sandbox_dir(config)
-    if not (served / competition.archive).is_file():
-        generate_competition(competition, served)
-    archives = find_archives([served])
-    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
-    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
-        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
-        kernel_push(config)
-        kernel_status(config, wait=True)
-        kernel_output(config, submit_it=True)
-        leaderboard(config)

@@ -22,9 +22,9 @@ import re
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.run import Run
 
 HOLDOUT_SUFFIX = "-holdout"
-FINISHED = "metrics.json"  # written last by a training run: marks it finished
 _STAMP = re.compile(r"-(\d{8}T\d{6}Z)\.csv$")
 
 
@@ -96,38 +96,43 @@ def holdout_run_dir(config: Config) -> Path:
     return competition_runs(config) / (run_name(config) + HOLDOUT_SUFFIX)
 
 
-def fold_dir(run_dir: Path, fold: int) -> Path:
-    """<run>/fold-<k>/."""
-    return run_dir / f"fold-{fold}"
-
-
-def member_dirs(run_dir: Path) -> list[Path]:
-    """The finished models of a run: its finished folds in order, or the run itself if it is one."""
-    folds = [d for d in run_dir.glob("fold-*") if (d / FINISHED).is_file()]
-    if folds:
-        return sorted(folds, key=lambda d: int(d.name.split("-")[1]))
-    return [run_dir] if (run_dir / FINISHED).is_file() else []
-
-
-def _finished_at(run_dir: Path) -> float:
-    return max((d / FINISHED).stat().st_mtime for d in member_dirs(run_dir))
-
-
-def find_run(config: Config) -> Path | None:
+def find_run(config: Config) -> Run | None:
     """The run to predict with: `predict.run` if set, else the newest finished run (k-fold or holdout)
     of the configured run name; None when there is none."""
-    runs = competition_runs(config)
     if config.predict.run:
-        chosen = runs / config.predict.run
-        return chosen if member_dirs(chosen) else None
-    finished = [d for d in (kfold_run_dir(config), holdout_run_dir(config)) if member_dirs(d)]
-    return max(finished, key=_finished_at) if finished else None
+        chosen = Run(competition_runs(config) / config.predict.run)
+        return chosen if chosen.has_finished_models else None
+    finished = [
+        r for r in (Run(kfold_run_dir(config)), Run(holdout_run_dir(config))) if r.has_finished_models
+    ]
+    return max(finished, key=Run.finished_at) if finished else None
+
+
+class NoModelsError(FileNotFoundError):
+    """There is no finished run to predict with."""
+
+
+def require_run(config: Config) -> Run:
+    """The run to predict with (`predict.run`, else the newest finished one), or a NoModelsError
+    that lists the finished runs and says what to do."""
+    run = find_run(config)
+    if run is not None:
+        return run
+    wanted = config.predict.run or f"{run_name(config)} (k-fold) or {run_name(config)}{HOLDOUT_SUFFIX}"
+    others = finished_runs(config)
+    hint = f" Finished runs: {', '.join(others)} (choose one with --run NAME)." if others else ""
+    raise NoModelsError(
+        f"no finished run {wanted} in {competition_runs(config)}: run `make train` "
+        f"(or `python -m pipeline train --holdout`) first.{hint}"
+    )
 
 
 def finished_runs(config: Config) -> list[str]:
     """Names of every finished run of the competition, for error messages."""
     runs = competition_runs(config)
-    return sorted(d.name for d in runs.glob("*") if d.is_dir() and member_dirs(d)) if runs.is_dir() else []
+    if not runs.is_dir():
+        return []
+    return sorted(d.name for d in runs.glob("*") if d.is_dir() and Run(d).has_finished_models)
 
 
 def kernel_dir(config: Config) -> Path:

@@ -54,3 +54,17 @@ def exclusive(folder: Path, doing: str, wait: bool) -> Iterator[None]:
     finally:
         note.unlink(missing_ok=True)
         lock.release()
+
+
+def is_held(folder: Path) -> bool:
+    """True while another command holds `folder` (its lock is taken)."""
+    path = folder / ".lock"
+    if not path.is_file():
+        return False
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.acquire.kaggle_api import ENDPOINT_ENV
 from pipeline.competitions import Competition, get_competition
 from pipeline.config import Config, load_config
 from pipeline.demo.generate import generate_competition
 from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer, SandboxState, find_archives
+from pipeline.kaggle_api import ENDPOINT_ENV
 
 SHARED_DATASETS_ENV = "PIPELINE_SHARED_DATASETS"  # .ci/run points it at ../shared/datasets
 SHARED_WEIGHTS_ENV = "PIPELINE_SHARED_WEIGHTS"  # .ci/run points it at ../shared/weights

@@ -9,8 +9,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from pipeline.acquire.kaggle_api import KaggleGateway
 from pipeline.competitions import Competition
+from pipeline.kaggle_api import KaggleGateway
 
 
 def _marker(archive: Path) -> Path:

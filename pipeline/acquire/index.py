@@ -103,7 +103,16 @@ def convert_to_png(path: Path, out_dir: Path) -> Path:
 
 def _check_all(paths: list[Path], workers: int, desc: str) -> list[ImageCheck]:
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(tqdm(pool.map(check_image, paths), total=len(paths), desc=desc, unit="img", leave=False))
+        return list(
+            tqdm(
+                pool.map(check_image, paths),
+                total=len(paths),
+                desc=desc,
+                unit="img",
+                leave=False,
+                disable=None,
+            )
+        )
 
 
 def _index_folder(
@@ -208,7 +217,7 @@ def prepare_index(config: Config, competition: Competition, rebuild: bool = Fals
         files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
         index = build_index(competition, files, layout.converted_dir(config), config.data.validation_workers)
         save_index(index, target)
-        config.save(target / "config.json")
+        config.save(target)
     return index
 
 

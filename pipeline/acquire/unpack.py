@@ -100,7 +100,9 @@ def extract(archive_path: Path, target: Path, max_total_bytes: int = MAX_TOTAL_B
         with zipfile.ZipFile(archive_path) as archive:
             needed = check_archive(archive, target, max_total_bytes)
             members = archive.infolist()
-            for info in tqdm(members, desc=f"unpack {archive_path.name}", unit="file", leave=False):
+            for info in tqdm(
+                members, desc=f"unpack {archive_path.name}", unit="file", leave=False, disable=None
+            ):
                 _extract_member(archive, info, target, needed)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise zipfile.BadZipFile(

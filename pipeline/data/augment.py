@@ -176,3 +176,8 @@ def build_mixers(config: AugmentConfig, seed: int | None) -> list[keras.layers.L
             keras.layers.CutMix(factor=config.cutmix_alpha, seed=None if seed is None else seed + 1)
         )
     return mixers
+
+
+def augments(config: AugmentConfig) -> bool:
+    """True when training images are changed at random: some augmentation or mixing layer is built."""
+    return bool(augment_layers(config, 32, None) or build_mixers(config, None))

@@ -373,7 +373,7 @@ class SandboxServer:
 @contextlib.contextmanager
 def sandbox_environment(url: str) -> Iterator[None]:
     """Point the Kaggle adapter at the sandbox with its own credentials, restoring the environment after."""
-    from pipeline.acquire.kaggle_api import ENDPOINT_ENV
+    from pipeline.kaggle_api import ENDPOINT_ENV
 
     values = {ENDPOINT_ENV: url, "KAGGLE_USERNAME": SANDBOX_USERNAME, "KAGGLE_KEY": SANDBOX_KEY}
     saved = {key: os.environ.get(key) for key in [*values, "KAGGLE_API_TOKEN"]}

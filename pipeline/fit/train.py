@@ -1,22 +1,25 @@
-"""Two-phase transfer learning into a resumable run folder.
+"""Two-phase transfer learning into a resumable run folder, as in the keras-io fine-tuning example:
 
-Phase "head": the backbone frozen, the head trained at a high learning rate. Phase "fine": the top
-blocks unfrozen (BatchNormalization stays frozen), AdamW with warmup then cosine decay. Early
-stopping restores the best weights in each phase; both phases share one epoch timeline. A run
-killed mid-phase resumes from its last epoch (keras.callbacks.BackupAndRestore); a finished run
-(metrics.json present) is not trained again.
+    classifier = build_classifier(config)          # backbone frozen, new head
+    fit_head(...)                                  # phase "head": the head at a high learning rate
+    unfreeze_model(classifier, config)             # the top blocks (BatchNormalization stays frozen)
+    fine_tune(...)                                 # phase "fine": AdamW, warmup then cosine decay
+    evaluate(...)                                  # validation scores, model, predictions
+
+Early stopping restores the best weights in each phase; both phases share one epoch timeline.
+Resuming lives in one place, `Phases`: a finished phase is not run again (its weights are loaded),
+a phase killed mid-way resumes from its last epoch (keras.callbacks.BackupAndRestore), and a
+finished run is not trained again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,23 +30,16 @@ from pipeline import layout
 from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.config import Config
+from pipeline.data.augment import augments
 from pipeline.data.input_pipeline import encode_labels, make_dataset
 from pipeline.fit.metrics import binary_scores
 from pipeline.fit.splits import holdout_split
 from pipeline.model.backbones import unfreeze_top_blocks
 from pipeline.model.classifier import HEAD_DROPOUT, OUTPUT, Classifier, build_classifier
-from pipeline.model.devices import setup_devices
+from pipeline.model.devices import DeviceSetup, setup_devices
+from pipeline.run import Run
 
 PHASES = ("head", "fine")
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished run: its folder, validation metrics and the history of both phases."""
-
-    run_dir: Path
-    metrics: dict[str, float]
-    history: pd.DataFrame
 
 
 def fit_verbosity(interactive: bool) -> int:
@@ -56,10 +52,10 @@ def train_holdout(
     competition: Competition,
     index: ImageIndex,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> RunResult:
+) -> Run:
     """Train one run on the stratified holdout split into runs/<competition>/<run name>-holdout/."""
     train, validation = holdout_split(config, index)
-    return train_run(config, competition, train, validation, layout.holdout_run_dir(config), callbacks)
+    return train_run(config, competition, train, validation, Run(layout.holdout_run_dir(config)), callbacks)
 
 
 def _compile(
@@ -99,13 +95,31 @@ def fine_tune_schedule(config: Config, steps: int) -> keras.optimizers.schedules
     )
 
 
-def _read_state(run_dir: Path) -> dict[str, int]:
-    path = run_dir / "state.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+class Phases:
+    """Resuming, in one place: which phases of a run are done, and the epoch each reached.
 
+    A done phase is skipped and its end-of-phase weights loaded; an unfinished one runs (and
+    resumes mid-way from Keras' BackupAndRestore checkpoint); its weights and the epoch it reached
+    are saved once it ends."""
 
-def _write_state(run_dir: Path, state: dict[str, int]) -> None:
-    (run_dir / "state.json").write_text(json.dumps(state))
+    def __init__(self, run: Run, model: keras.Model):
+        self.run, self.model, self.state = run, model, run.read_state()
+
+    def run_phase(self, phase: str, fit: Callable[[], int]) -> int:
+        """Run `fit` (which returns the epoch reached) unless `phase` is done; return that epoch."""
+        if phase in self.state:
+            self.model.load_weights(self.run.weights_path(phase))
+            return self.state[phase]
+        reached = fit()
+        self.model.save_weights(self.run.weights_path(phase))
+        self.state = {**self.state, phase: reached}
+        self.run.write_state(self.state)
+        return reached
+
+    @property
+    def reached(self) -> int:
+        """The epoch the timeline has reached so far."""
+        return max(self.state.values(), default=0)
 
 
 def _fit_phase(
@@ -115,19 +129,19 @@ def _fit_phase(
     val_ds: tf.data.Dataset,
     first_epoch: int,
     epochs: int,
-    run_dir: Path,
+    run: Run,
     config: Config,
     extra: Sequence[keras.callbacks.Callback],
     verbose: int,
 ) -> int:
     """Fit one phase; return the epoch the timeline has reached after it."""
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase), delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(run.backup_dir(phase)), delete_checkpoint=True),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.train.patience, restore_best_weights=True, verbose=0
         ),
-        keras.callbacks.CSVLogger(str(run_dir / f"history-{phase}.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        keras.callbacks.CSVLogger(str(run.phase_history_path(phase)), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
         *extra,
     ]
     start = time.perf_counter()
@@ -148,34 +162,16 @@ def _fit_phase(
     return reached
 
 
-def _history(run_dir: Path) -> pd.DataFrame:
-    frames = []
-    for phase in PHASES:
-        path = run_dir / f"history-{phase}.csv"
-        if path.is_file():
-            frame = pd.read_csv(path).drop_duplicates("epoch", keep="last")
-            frames.append(frame.assign(phase=phase))
+def _history(run: Run) -> pd.DataFrame:
+    frames = [run.read_phase_history(phase).assign(phase=phase) for phase in PHASES]
+    frames = [frame for frame in frames if len(frame)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def uses_feature_cache(config: Config, pretrained: bool) -> bool:
     """True when the head phase trains on precomputed backbone features: a frozen pretrained
     backbone, and either no augmentation at all or train.head_cache_features set."""
-    if not pretrained:
-        return False
-    aug = config.augment
-    factors = (
-        aug.rotation,
-        aug.zoom,
-        aug.translation,
-        aug.contrast,
-        aug.brightness,
-        aug.crop,
-        aug.randaugment_magnitude,
-        aug.mixup_alpha,
-        aug.cutmix_alpha,
-    )
-    return config.train.head_cache_features or not (aug.flip or any(f > 0 for f in factors))
+    return pretrained and (config.train.head_cache_features or not augments(config.augment))
 
 
 def _head_on_features(
@@ -205,9 +201,8 @@ def _head_on_features(
     return keras.Model(inputs, output(dropout(inputs)), name="head"), train_features, val_features
 
 
-def _best_val_loss(run_dir: Path, phase: str) -> float:
-    path = run_dir / f"history-{phase}.csv"
-    losses = pd.read_csv(path)["val_loss"] if path.is_file() else pd.Series(dtype=float)
+def _best_val_loss(run: Run, phase: str) -> float:
+    losses = run.read_phase_history(phase).get("val_loss", pd.Series(dtype=float))
     return float(losses.min()) if len(losses) else math.inf
 
 
@@ -216,113 +211,161 @@ def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.nd
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)[:, -1]
 
 
-def train_run(
+@dataclass(frozen=True)
+class Setting:
+    """What every phase of one run shares: its images as datasets, devices, and how to log."""
+
+    config: Config
+    batched: Config  # the configuration with the global batch (per-device batch x replicas)
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    num_classes: int
+    devices: DeviceSetup
+    run: Run
+    callbacks: Sequence[keras.callbacks.Callback]
+    verbose: int
+
+    def compile(
+        self, model: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
+    ) -> None:
+        """Compile `model` with the recipe's optimizer, loss and metrics on these devices."""
+        with self.devices.scope():
+            _compile(model, self.config, learning_rate, self.num_classes, self.devices.jit_compile)
+
+    def fit(self, phase: str, model: keras.Model, train_ds, val_ds, first_epoch: int, epochs: int) -> int:
+        """Fit one phase of this run; return the epoch reached."""
+        return _fit_phase(
+            phase,
+            model,
+            train_ds,
+            val_ds,
+            first_epoch,
+            epochs,
+            self.run,
+            self.config,
+            self.callbacks,
+            self.verbose,
+        )
+
+
+def _prepare(
     config: Config,
     competition: Competition,
     train: pd.DataFrame,
     validation: pd.DataFrame,
-    run_dir: Path,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    verbose: int | None = None,
-) -> RunResult:
-    """Train `config`'s recipe on `train`, score on `validation`, and leave everything in `run_dir`."""
-    metrics_path = run_dir / layout.FINISHED
-    verbose = fit_verbosity(sys.stdout.isatty()) if verbose is None else verbose
-    if metrics_path.is_file():
-        print(f"{run_dir} is finished; not training again (delete the folder to retrain).")
-        return RunResult(run_dir, json.loads(metrics_path.read_text()), _history(run_dir))
-    started = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
+    run: Run,
+    callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int,
+) -> Setting:
+    """Seeds, devices and datasets of a run."""
     keras.utils.set_random_seed(config.data.seed)
     if config.data.deterministic and keras.backend.backend() == "tensorflow":
         tf.config.experimental.enable_op_determinism()  # JAX's CPU and TPU ops are deterministic already
     devices = setup_devices(config.train)
-    print(
-        f"Run {run_dir.name}: {len(train):,} training and {len(validation):,} validation images on {devices}"
-    )
+    print(f"Run {run.name}: {len(train):,} training and {len(validation):,} validation images on {devices}")
     num_classes = len(competition.classes)
     batched = dataclasses.replace(
         config, data=dataclasses.replace(config.data, batch_size=config.data.batch_size * devices.replicas)
     )
-    train_ds = make_dataset(train, batched, training=True, num_classes=num_classes)
-    val_ds = make_dataset(validation, batched, training=False, num_classes=num_classes)
-    with devices.scope():
-        classifier = build_classifier(config, num_classes)
-    state = _read_state(run_dir)
-
-    classifier.backbone.trainable = not classifier.spec.pretrained  # the small CNN trains whole
-    if "head" not in state:
-        head_model, head_train, head_val = classifier.model, train_ds, val_ds
-        if uses_feature_cache(config, classifier.spec.pretrained):
-            head_model, head_train, head_val = _head_on_features(
-                classifier, train, validation, batched, num_classes
-            )
-        with devices.scope():
-            _compile(head_model, config, config.train.head_learning_rate, num_classes, devices.jit_compile)
-        reached = _fit_phase(
-            "head",
-            head_model,
-            head_train,
-            head_val,
-            0,
-            config.train.head_epochs,
-            run_dir,
-            config,
-            callbacks,
-            verbose,
-        )
-        classifier.model.save_weights(run_dir / "head.weights.h5")
-        state = {"head": reached}
-        _write_state(run_dir, state)
-    else:
-        classifier.model.load_weights(run_dir / "head.weights.h5")
-
-    if classifier.spec.pretrained and config.train.fine_epochs > 0 and "fine" not in state:
-        blocks = unfreeze_top_blocks(classifier.backbone, config.train.unfreeze)
-        print(f"phase fine: unfreezing {len(blocks)} block(s): {', '.join(blocks)}")
-        steps = config.train.fine_epochs * math.ceil(len(train) / batched.data.batch_size)
-        with devices.scope():
-            _compile(
-                classifier.model, config, fine_tune_schedule(config, steps), num_classes, devices.jit_compile
-            )
-        reached = _fit_phase(
-            "fine",
-            classifier.model,
-            train_ds,
-            val_ds,
-            state["head"],
-            config.train.fine_epochs,
-            run_dir,
-            config,
-            callbacks,
-            verbose,
-        )
-        head_best, fine_best = _best_val_loss(run_dir, "head"), _best_val_loss(run_dir, "fine")
-        if fine_best > head_best:  # fine-tuning never beat the head phase: keep the head's weights
-            print(
-                f"phase fine: best val_loss {fine_best:.4f} > head's {head_best:.4f}; keeping the head weights"
-            )
-            classifier.model.load_weights(run_dir / "head.weights.h5")
-        classifier.model.save_weights(run_dir / "fine.weights.h5")
-        state["fine"] = reached
-        _write_state(run_dir, state)
-    elif "fine" in state:
-        classifier.model.load_weights(run_dir / "fine.weights.h5")
-
-    probabilities = predict_probabilities(classifier.model, val_ds)
-    scores = binary_scores(validation["label"].to_numpy(), probabilities)
-    classifier.model.save(run_dir / "model.keras")
-    pd.DataFrame({"id": validation["id"], "label": validation["label"], "probability": probabilities}).to_csv(
-        run_dir / "validation_predictions.csv", index=False
+    return Setting(
+        config,
+        batched,
+        train,
+        validation,
+        make_dataset(train, batched, training=True, num_classes=num_classes),
+        make_dataset(validation, batched, training=False, num_classes=num_classes),
+        num_classes,
+        devices,
+        run,
+        callbacks,
+        verbose,
     )
-    history = _history(run_dir)
-    history.to_csv(run_dir / "history.csv", index=False)
-    scores["seconds"] = round(time.perf_counter() - started, 1)
-    metrics_path.write_text(json.dumps(scores, indent=2) + "\n")  # written last: marks the run finished
+
+
+def fit_head(classifier: Classifier, setting: Setting) -> int:
+    """Phase "head": the backbone frozen (the small CNN trains whole), the head at a high learning
+    rate; on backbone features computed once when nothing augments. Returns the epoch reached."""
+    config = setting.config
+    classifier.backbone.trainable = not classifier.spec.pretrained
+    model, train_ds, val_ds = classifier.model, setting.train_ds, setting.val_ds
+    if uses_feature_cache(config, classifier.spec.pretrained):
+        model, train_ds, val_ds = _head_on_features(
+            classifier, setting.train, setting.validation, setting.batched, setting.num_classes
+        )
+    setting.compile(model, config.train.head_learning_rate)
+    return setting.fit("head", model, train_ds, val_ds, 0, config.train.head_epochs)
+
+
+def unfreeze_model(classifier: Classifier, config: Config) -> None:
+    """Make the top `train.unfreeze` blocks of the backbone trainable (BatchNormalization stays frozen)."""
+    blocks = unfreeze_top_blocks(classifier.backbone, config.train.unfreeze)
+    print(f"phase fine: unfreezing {len(blocks)} block(s): {', '.join(blocks)}")
+
+
+def fine_tune(classifier: Classifier, setting: Setting, first_epoch: int) -> int:
+    """Phase "fine": the unfrozen blocks and the head at a low learning rate (warmup, cosine decay).
+    When fine-tuning never beats the head phase on validation loss, the head's weights are kept.
+    Returns the epoch reached."""
+    config, run = setting.config, setting.run
+    steps = config.train.fine_epochs * math.ceil(len(setting.train) / setting.batched.data.batch_size)
+    setting.compile(classifier.model, fine_tune_schedule(config, steps))
+    reached = setting.fit(
+        "fine", classifier.model, setting.train_ds, setting.val_ds, first_epoch, config.train.fine_epochs
+    )
+    head_best, fine_best = _best_val_loss(run, "head"), _best_val_loss(run, "fine")
+    if fine_best > head_best:
+        print(f"phase fine: best val_loss {fine_best:.4f} > head's {head_best:.4f}; keeping the head weights")
+        classifier.model.load_weights(run.weights_path("head"))
+    return reached
+
+
+def evaluate(classifier: Classifier, setting: Setting, seconds_before: float) -> dict[str, float]:
+    """Score the validation images and save the model, its predictions, the history and, last,
+    the metrics that mark the run finished."""
+    run, validation = setting.run, setting.validation
+    probabilities = predict_probabilities(classifier.model, setting.val_ds)
+    scores = binary_scores(validation["label"].to_numpy(), probabilities)
+    classifier.model.save(run.model_path)
+    run.write_validation(
+        pd.DataFrame({"id": validation["id"], "label": validation["label"], "probability": probabilities})
+    )
+    run.write_history(_history(run))
+    scores["seconds"] = round(time.perf_counter() - seconds_before, 1)
+    run.write_metrics(scores)
     print(
         "Validation: "
         + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "seconds")
         + f"; total {scores['seconds']:.0f} s"
     )
-    return RunResult(run_dir, scores, history)
+    return scores
+
+
+def train_run(
+    config: Config,
+    competition: Competition,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    run: Run,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | None = None,
+) -> Run:
+    """Train `config`'s recipe on `train`, score on `validation`, and leave everything in `run`."""
+    if run.is_finished:
+        print(f"{run.path} is finished; not training again (delete the folder to retrain).")
+        return run
+    started = time.perf_counter()
+    run.save_config(config)
+    verbose = fit_verbosity(sys.stdout.isatty()) if verbose is None else verbose
+    setting = _prepare(config, competition, train, validation, run, callbacks, verbose)
+    with setting.devices.scope():
+        classifier = build_classifier(config, setting.num_classes)
+    phases = Phases(run, classifier.model)
+
+    phases.run_phase("head", lambda: fit_head(classifier, setting))
+    if classifier.spec.pretrained and config.train.fine_epochs > 0:
+        unfreeze_model(classifier, config)
+        phases.run_phase("fine", lambda: fine_tune(classifier, setting, phases.reached))
+    evaluate(classifier, setting, started)
+    return run

@@ -27,6 +27,7 @@ from pipeline.competitions import Competition
 from pipeline.config import Config, ConfigError, apply_settings, parse_space_entry, validate
 from pipeline.fit.splits import holdout_split
 from pipeline.fit.train import train_run
+from pipeline.run import Run
 
 
 def suggest(trial: optuna.Trial, space: dict[str, str]) -> dict[str, Any]:
@@ -116,22 +117,22 @@ def objective(trial: optuna.Trial, config: Config, competition: Competition, ind
     params = suggest(trial, config.tune.space)
     trial_config = with_params(config, params)
     train, validation = holdout_split(config, index)  # the base seed and fraction: the same split for all
-    run_dir = layout.study_dir(config) / f"trial-{trial.number:04d}"
     try:
         result = train_run(
             trial_config,
             competition,
             train,
             validation,
-            run_dir,
+            Run(layout.study_dir(config) / f"trial-{trial.number:04d}"),
             callbacks=[KerasPruningCallback(trial, "val_loss"), keras.callbacks.TerminateOnNaN()],
             verbose=0,
         )
     finally:
         keras.backend.clear_session()
+    metrics = result.read_metrics()
     for key in ("accuracy", "mcc", "roc_auc"):
-        trial.set_user_attr(key, result.metrics[key])
-    loss = result.metrics["log_loss"]
+        trial.set_user_attr(key, metrics[key])
+    loss = metrics["log_loss"]
     if not math.isfinite(loss):
         raise FloatingPointError(f"trial {trial.number} diverged (log loss {loss})")
     return loss
@@ -217,8 +218,7 @@ def run_worker_processes(config: Config) -> list[int]:
 
     Each worker is `python -m pipeline tune` on the resolved configuration, saved beside the study.
     """
-    resolved = layout.study_dir(config) / "config.json"
-    config.save(resolved)
+    resolved = config.save(layout.study_dir(config))
     command = [sys.executable, "-m", "pipeline", "tune", "--config", str(resolved), "--workers", "1"]
     workers = [subprocess.Popen([*command, "--worker-index", str(i)]) for i in range(config.tune.workers)]
     return [i for i, worker in enumerate(workers) if worker.wait() != 0]

@@ -8,38 +8,33 @@ chosen on out-of-fold (holdout: validation) predictions, never on the test set.
 
 from __future__ import annotations
 
-import json
-import os
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import layout
 from pipeline.acquire.index import ImageIndex
+from pipeline.atomic import write_atomically
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.metrics import binary_scores
 from pipeline.infer.postprocess import average, choose_clip, choose_space, choose_threshold, clip
 from pipeline.infer.tta import parse_views, predict_views
+from pipeline.layout import NoModelsError
 from pipeline.model import classifier  # noqa: F401  (registers the custom layers that model.keras files use)
-
-
-class NoModelsError(FileNotFoundError):
-    """There is no finished run to predict with."""
+from pipeline.run import PostProcessing, Run
 
 
 @dataclass(frozen=True)
 class Prediction:
     """Test predictions of a run's members under every view, and how they were combined."""
 
-    run_dir: Path
+    run: Run
     test: pd.DataFrame  # id, probability (post-processed), label (hard, for accuracy competitions)
-    report: dict
+    postprocessing: PostProcessing
 
 
 def _images(frame: pd.DataFrame, config: Config) -> object:
@@ -47,11 +42,11 @@ def _images(frame: pd.DataFrame, config: Config) -> object:
 
 
 def member_predictions(
-    fold_dir: Path, index: ImageIndex, config: Config, views: list[str]
+    member: Run, index: ImageIndex, config: Config, views: list[str]
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """(validation rows, validation views x images, test views x images) of one member model; cached."""
-    validation = pd.read_csv(fold_dir / "validation_predictions.csv", dtype={"id": str})
-    cache = fold_dir / f"tta-{'+'.join(views)}.npz"
+    validation = member.read_validation()
+    cache = member.tta_cache(views)
     if cache.is_file():
         try:
             with np.load(cache) as saved:
@@ -63,41 +58,24 @@ def member_predictions(
                 f"warning: discarding the damaged prediction cache {cache} ({type(error).__name__}); recomputing it"
             )
             cache.unlink()
-    model = keras.saving.load_model(fold_dir / "model.keras")
+    model = keras.saving.load_model(member.model_path)
     by_id = index.train.set_index(index.train["id"].astype(str))
     validation_images = by_id.loc[validation["id"]].reset_index(drop=True)
     validation_views = predict_views(model, _images(validation_images, config), views)
     test_views = predict_views(model, _images(index.test, config), views)
-    partial = cache.with_name(cache.name + ".partial.npz")  # written whole, then renamed
-    np.savez(partial, validation=validation_views, test=test_views)
-    os.replace(partial, cache)
+    write_atomically(cache, lambda path: np.savez(path, validation=validation_views, test=test_views))
     return validation, validation_views, test_views
 
 
-def find_run_or_explain(config: Config) -> Path:
-    """The run to predict with (`predict.run`, else the newest finished one), or a NoModelsError
-    that lists the finished runs and says what to do."""
-    run_dir = layout.find_run(config)
-    if run_dir is not None:
-        return run_dir
-    wanted = config.predict.run or f"{layout.run_name(config)} (k-fold) or {layout.run_name(config)}-holdout"
-    others = layout.finished_runs(config)
-    hint = f" Finished runs: {', '.join(others)} (choose one with --run NAME)." if others else ""
-    raise NoModelsError(
-        f"no finished run {wanted} in {layout.competition_runs(config)}: run `make train` "
-        f"(or `python -m pipeline train --holdout`) first.{hint}"
-    )
-
-
-def predict_run(config: Config, competition: Competition, index: ImageIndex, run_dir: Path) -> Prediction:
-    """Average every member model of `run_dir` under every view, post-process on its validation
-    predictions, and save test_predictions.csv and ensemble.json in the run folder."""
-    members = layout.member_dirs(run_dir)
+def predict_run(config: Config, competition: Competition, index: ImageIndex, run: Run) -> Prediction:
+    """Average every member model of `run` under every view, post-process on its validation
+    predictions, and save the test predictions and the post-processing choices in the run."""
+    members = run.members()
     if not members:
-        raise NoModelsError(f"{run_dir} has no finished model: train it first.")
+        raise NoModelsError(f"{run.path} has no finished model: train it first.")
     views = parse_views(config.predict.tta)
     print(
-        f"Predicting {len(index.test):,} test images with run {run_dir.name}: "
+        f"Predicting {len(index.test):,} test images with run {run.name}: "
         f"{len(members)} model(s) x {len(views)} view(s)"
     )
     oof_parts, test_members = [], []
@@ -112,32 +90,32 @@ def predict_run(config: Config, competition: Competition, index: ImageIndex, run
         space = config.predict.average
     oof = average(oof_views, space)
     test = average(np.concatenate(test_members), space)  # (folds x views, test images) -> test images
-    report: dict = {
-        "run": run_dir.name,
-        "folds": len(members),
+    common = {
         "views": views,
         "average": space,
-        "oof_log_loss_by_space": space_losses,
+        "folds": len(members),
         "oof_single_view": binary_scores(labels, oof_views[0]),
         "oof_with_tta": binary_scores(labels, oof),
+        "oof_log_loss_by_space": space_losses,
     }
     frame = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy()})
     if competition.submission_kind == "probability":
         c, loss = choose_clip(oof, labels)
-        report["clip"] = c
-        report["oof_with_tta_and_clip"] = {**binary_scores(labels, clip(oof, max(c, 1e-7))), "log_loss": loss}
+        chosen = PostProcessing(
+            **common,
+            clip=c,
+            oof_with_tta_and_clip={**binary_scores(labels, clip(oof, max(c, 1e-7))), "log_loss": loss},
+        )
         frame["probability"] = clip(test, c)
+        step = f"clip={c}"
     else:
         threshold, accuracy = choose_threshold(oof, labels)
-        report["threshold"] = threshold
-        report["oof_accuracy_at_threshold"] = accuracy
+        chosen = PostProcessing(**common, threshold=threshold, oof_accuracy_at_threshold=accuracy)
         frame["probability"] = test
         frame["label"] = (test >= threshold).astype(int)
-    frame.to_csv(run_dir / "test_predictions.csv", index=False)
-    (run_dir / "ensemble.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        f"Ensemble: {space} averaging; "
-        + ", ".join(f"{k}={v}" for k, v in report.items() if k in ("clip", "threshold"))
-    )
-    print("OOF with TTA: " + ", ".join(f"{k} {v:.4f}" for k, v in report["oof_with_tta"].items()))
-    return Prediction(run_dir, frame, report)
+        step = f"threshold={threshold}"
+    run.write_test_predictions(frame)
+    run.write_postprocessing(chosen)
+    print(f"Post-processing: {space} averaging; {step}")
+    print("OOF with TTA: " + ", ".join(f"{k} {v:.4f}" for k, v in chosen.oof_with_tta.items()))
+    return Prediction(run, frame, chosen)

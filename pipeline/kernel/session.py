@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.acquire.kaggle_api import KaggleGateway, KernelError
 from pipeline.config import Config
+from pipeline.kaggle_api import KaggleGateway, KernelError
 from pipeline.kernel.bundle import build_bundle
 from pipeline.kernel.metadata import kernel_slug
+from pipeline.run import Run
 
 FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 PUSHED = "pushed.json"
@@ -79,12 +80,13 @@ def status(
     return state
 
 
-def fetch_outputs(config: Config, gateway: KaggleGateway) -> tuple[Path, Path | None]:
+def fetch_outputs(config: Config, gateway: KaggleGateway) -> tuple[Path, Run | None]:
     """Download the latest version's outputs into runs/<slug>/kernel-v<N>/; return the folder and
     the run inside it that made its submission (None when it has none)."""
     pushed = last_push(config)
     target = layout.kernel_output_dir(config, pushed["version"])
     files = gateway.kernel_output(pushed["id"], pushed["version"], target)
     print(f"{len(files)} output file(s) of {pushed['id']} version {pushed['version']} in {target}")
-    predicted = sorted(target.glob(f"runs/{config.competition}/*/ensemble.json"))
-    return target, predicted[-1].parent if predicted else None
+    runs = [Run(d) for d in sorted((target / "runs" / config.competition).glob("*")) if d.is_dir()]
+    predicted = [run for run in runs if run.read_postprocessing() is not None]
+    return target, predicted[-1] if predicted else None

@@ -13,17 +13,18 @@ import base64
 import contextlib
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import layout
+from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
 from pipeline.config import Config, apply_settings
 from pipeline.infer.postprocess import choose_clip, clip
 from pipeline.report import plots
+from pipeline.run import Run
 
 SECTIONS = {
     "summary": "Summary",
@@ -82,11 +83,9 @@ class Page:
         return PAGE.format(title=html.escape(title), body=body)
 
 
-def _run_config(run_dir: Path, members: list[Path], config: Config) -> Config:
-    saved = json.loads((members[0] / "config.json").read_text())
-    return apply_settings(
-        config, {k: v for k, v in saved.items() if k != "paths"}, str(members[0] / "config.json")
-    )
+def _run_config(member: Run, config: Config) -> Config:
+    saved = member.read_config()
+    return apply_settings(config, {k: v for k, v in saved.items() if k != "paths"}, str(member.config_path))
 
 
 def _images(config: Config, ids: list[str]) -> dict[str, Path]:
@@ -108,33 +107,26 @@ def _thumbnail(path: Path, side: int = 160) -> np.ndarray:
         return np.asarray(image, dtype=np.float32)
 
 
-def build_report(config: Config, run_dir: Path) -> Path:
-    """Write run_dir/report.html (and report/*.png) for a finished k-fold or holdout run."""
-    members = layout.member_dirs(run_dir)
+def build_report(config: Config, run: Run) -> Path:
+    """Write the run's report.html (and report/*.png) for a finished k-fold or holdout run."""
+    members = run.members()
     if not members:
-        raise FileNotFoundError(f"{run_dir} has no finished model to report on: train it first.")
-    config = _run_config(run_dir, members, config)
+        raise FileNotFoundError(f"{run.path} has no finished model to report on: train it first.")
+    config = _run_config(members[0], config)
     competition = get_competition(config.competition)
-    page, out = Page(run_dir / "report"), run_dir / "report"
-    metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
-    validation = pd.concat(
-        [
-            pd.read_csv(m / "validation_predictions.csv", dtype={"id": str}).assign(member=m.name)
-            for m in members
-        ],
-        ignore_index=True,
-    )
+    page, out = Page(run.report_dir), run.report_dir
+    metrics = [m.read_metrics() for m in members]
+    validation = pd.concat([m.read_validation().assign(member=m.name) for m in members], ignore_index=True)
     labels, probabilities = validation["label"].to_numpy(), validation["probability"].to_numpy()
-    ensemble_path = run_dir / "ensemble.json"
-    ensemble = json.loads(ensemble_path.read_text()) if ensemble_path.is_file() else {}
+    chosen = run.read_postprocessing()
 
-    _summary(page, config, run_dir, members, metrics)
-    histories = {m.name: pd.read_csv(m / "history.csv") for m in members if (m / "history.csv").is_file()}
+    _summary(page, config, run, members, metrics)
+    histories = {m.name: h for m in members if (h := m.read_history()) is not None}
     page.image(
         "curves", plots.learning_curves(histories, out / "learning_curves.png"), "loss and accuracy per epoch"
     )
-    _metrics(page, run_dir, metrics, members)
-    threshold = float(ensemble.get("threshold", 0.5))
+    _metrics(page, run, metrics, members)
+    threshold = chosen.threshold if chosen is not None and chosen.threshold is not None else 0.5
     page.image(
         "errors",
         plots.confusion(
@@ -145,7 +137,11 @@ def build_report(config: Config, run_dir: Path) -> Path:
     page.image(
         "errors", plots.roc_and_pr(labels, probabilities, out / "roc_pr.png"), "ROC and precision-recall"
     )
-    c = float(ensemble["clip"]) if "clip" in ensemble else choose_clip(probabilities, labels)[0]
+    c = (
+        chosen.clip
+        if chosen is not None and chosen.clip is not None
+        else choose_clip(probabilities, labels)[0]
+    )
     before = _log_loss(labels, probabilities)
     after = _log_loss(labels, clip(probabilities, max(c, 1e-7)))
     note = f"clip c={c}: log loss {before:.4f} -> {after:.4f}"
@@ -160,9 +156,7 @@ def build_report(config: Config, run_dir: Path) -> Path:
     _model_section(page, model, config, out)
     _inside(page, model, config, validation, images, out)
     _extras(page, config, out)
-    target = run_dir / "report.html"
-    target.write_text(page.render(f"{competition.title}: run {run_dir.name}"))
-    return target
+    return write_text(run.report_page, page.render(f"{competition.title}: run {run.name}"))
 
 
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -171,9 +165,8 @@ def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
-def _summary(page: Page, config: Config, run_dir: Path, members: list[Path], metrics: list[dict]) -> None:
-    scores_path = run_dir / "cv.csv"
-    scores = pd.read_csv(scores_path) if scores_path.is_file() else None
+def _summary(page: Page, config: Config, run: Run, members: list[Run], metrics: list[dict]) -> None:
+    scores = run.read_cv_table()
     overall = (
         scores[scores["fold"].astype(str) == "all"].iloc[0].to_dict() if scores is not None else metrics[0]
     )
@@ -181,7 +174,7 @@ def _summary(page: Page, config: Config, run_dir: Path, members: list[Path], met
         "competition": config.competition,
         "backbone": config.model.backbone,
         "image size": f"{config.data.image_size} px",
-        "models": f"{len(members)} ({'k-fold' if members[0] != run_dir else 'holdout'})",
+        "models": f"{len(members)} ({'k-fold' if members[0] != run else 'holdout'})",
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
         **{k: f"{float(overall[k]):.4f}" for k in ("log_loss", "accuracy", "mcc", "roc_auc") if k in overall},
     }
@@ -199,21 +192,22 @@ def _summary(page: Page, config: Config, run_dir: Path, members: list[Path], met
     )
 
 
-def _metrics(page: Page, run_dir: Path, metrics: list[dict], members: list[Path]) -> None:
-    if (run_dir / "cv.csv").is_file():
-        page.table("metrics", pd.read_csv(run_dir / "cv.csv"))
+def _metrics(page: Page, run: Run, metrics: list[dict], members: list[Run]) -> None:
+    table = run.read_cv_table()
+    if table is not None:
+        page.table("metrics", table)
     else:
         page.table(
             "metrics", pd.DataFrame([{"model": m.name, **s} for m, s in zip(members, metrics, strict=True)])
         )
 
 
-def _load_model(member: Path):
+def _load_model(member: Run):
     import keras
 
     from pipeline.model import classifier  # noqa: F401  (registers the custom layers)
 
-    return keras.saving.load_model(member / "model.keras")
+    return keras.saving.load_model(member.model_path)
 
 
 def _gallery(
@@ -350,9 +344,8 @@ def _extras(page: Page, config: Config, out: Path) -> None:
 
 def scored_submissions_plot(config: Config, path: Path) -> Path | None:
     """The CV-against-public scatter of the competition's scored submissions, or None without any."""
-    from pipeline.submit.ledger import plot_cv_against_public, read_ledger
+    from pipeline.submit.ledger import read_ledger, scored
 
-    ledger = read_ledger(layout.ledger_path(config))
-    return plot_cv_against_public(
-        ledger, config.competition, get_competition(config.competition).metric, path
-    )
+    rows = scored(read_ledger(layout.ledger_path(config)), config.competition)
+    metric = get_competition(config.competition).metric
+    return None if rows.empty else plots.cv_against_public(rows, metric, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,14 +19,33 @@ COLUMNS = [
     "public_score",
     "private_score",
     "note",
+    "sha256",  # of the uploaded file's bytes: the same content is not submitted twice
 ]
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
     """The ledger, or an empty one with the right columns."""
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS, dtype=str)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)  # text throughout: scores may be blank
+    ledger = pd.read_csv(path, dtype=str, keep_default_na=False)  # text throughout: scores may be blank
+    return ledger.reindex(columns=[*COLUMNS, *(c for c in ledger.columns if c not in COLUMNS)], fill_value="")
+
+
+def already_submitted(ledger: pd.DataFrame, competition: str, digest: str) -> pd.Series | None:
+    """The ledger row of an earlier upload (Kaggle gave it a reference, it did not fail) of the
+    same bytes to `competition`, or None."""
+    same = ledger[
+        (ledger["competition"] == competition)
+        & (ledger["sha256"] == digest)
+        & (ledger["ref"] != "")
+        & ~ledger["status"].str.lower().str.contains("error|fail")
+    ]
+    return None if same.empty else same.iloc[-1]
 
 
 def record(path: Path, row: dict) -> pd.DataFrame:
@@ -55,16 +75,12 @@ def merge_remote(ledger: pd.DataFrame, remote: list[dict], competition: str) -> 
     return merged
 
 
-def plot_cv_against_public(ledger: pd.DataFrame, competition: str, metric: str, path: Path) -> Path | None:
-    """Save the scatter of CV (x) against public score (y) of each scored submission, with y = x;
-    None if nothing is scored yet."""
-    from pipeline.report.plots import cv_against_public
-
+def scored(ledger: pd.DataFrame, competition: str) -> pd.DataFrame:
+    """The submissions to `competition` with both a CV and a public score, as numbers."""
     rows = ledger[ledger["competition"] == competition].copy()
     for column in ("cv_score", "public_score"):
         rows[column] = pd.to_numeric(rows[column], errors="coerce")
-    rows = rows.dropna(subset=["cv_score", "public_score"])
-    return None if rows.empty else cv_against_public(rows, metric, path)
+    return rows.dropna(subset=["cv_score", "public_score"])
 
 
 def readable(ledger: pd.DataFrame) -> pd.DataFrame:

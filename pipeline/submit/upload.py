@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import layout
-from pipeline.acquire.kaggle_api import KaggleError, KaggleGateway
 from pipeline.competitions import Competition
 from pipeline.config import Config
-from pipeline.submit.ledger import merge_remote, plot_cv_against_public, read_ledger, readable, record
+from pipeline.kaggle_api import KaggleError, KaggleGateway
+from pipeline.run import Run
+from pipeline.submit.ledger import already_submitted, file_digest, merge_remote, read_ledger, readable, record
 from pipeline.submit.submission_file import (
     NOTE_CHARS,
     SubmissionError,
@@ -20,17 +20,6 @@ from pipeline.submit.submission_file import (
     read_submission,
     validate_submission,
 )
-
-
-def cv_score(run_dir: Path, competition: Competition) -> float | None:
-    """The run's out-of-fold (holdout: validation) score in the competition's metric, if predict has run."""
-    path = run_dir / "ensemble.json"
-    if not path.is_file():
-        return None
-    report = json.loads(path.read_text())
-    if competition.metric == "log_loss":
-        return report.get("oof_with_tta_and_clip", report["oof_with_tta"])["log_loss"]
-    return report.get("oof_accuracy_at_threshold", report["oof_with_tta"]["accuracy"])
 
 
 def write_run_submission(
@@ -72,26 +61,37 @@ def submit_file(
     path: Path,
     sample: pd.DataFrame,
     gateway: KaggleGateway,
-    run_dir: Path | None = None,
-) -> int:
-    """Validate `path`, upload it, and record the attempt in the ledger whatever happens.
+    run: Run | None = None,
+    force: bool = False,
+) -> int | None:
+    """Validate `path`, upload it, and record the attempt in the ledger whatever happens; return
+    Kaggle's reference, or None when the same bytes were already submitted (unless `force`).
 
-    The run (and so the CV score) is `run_dir`, or read from the file name `predict` gave it.
+    The run (and so the CV score) is `run`, or read from the file name `predict` gave it.
     """
-    run = layout.submission_run(path, competition.slug) or ""
-    if run_dir is None and run:
-        run_dir = layout.competition_runs(config) / run
-    if run_dir is not None:
+    name = layout.submission_run(path, competition.slug) or ""
+    if run is None and name:
+        run = Run(layout.competition_runs(config) / name)
+    if run is not None:
         try:
-            run = str(run_dir.relative_to(layout.competition_runs(config)))
+            name = str(run.path.relative_to(layout.competition_runs(config)))
         except ValueError:
-            run = run_dir.name
-    score = cv_score(run_dir, competition) if run_dir is not None else None
+            name = run.name
+    digest = file_digest(path)
+    earlier = already_submitted(read_ledger(layout.ledger_path(config)), competition.slug, digest)
+    if earlier is not None and not force:
+        print(
+            f"{path.name} was already submitted to {competition.slug} on {earlier['time']} "
+            f"(reference {earlier['ref']}); not uploading it again (--force to resubmit)."
+        )
+        return None
+    score = run.cv_score(competition.metric) if run is not None else None
     row = {
         "competition": competition.slug,
         "file": path.name,
-        "run": run,
+        "run": name,
         "cv_score": "" if score is None else f"{score:.5g}",
+        "sha256": digest,
     }
     try:
         validate_submission(read_submission(path), sample, competition)
@@ -99,7 +99,7 @@ def submit_file(
         record(layout.ledger_path(config), {**row, "status": "invalid", "note": str(error)[:NOTE_CHARS]})
         raise SubmissionError(f"{path} was not uploaded: {error}") from error
     cv_text = "no CV" if score is None else f"CV {competition.metric} {score:.5f}"
-    message = f"{run or path.name}: {cv_text}"
+    message = f"{name or path.name}: {cv_text}"
     try:
         ref = gateway.submit(competition.slug, path, message)
     except KaggleError as error:
@@ -110,8 +110,27 @@ def submit_file(
     return ref
 
 
+def record_kernel_submission(
+    config: Config, competition: Competition, submission: Path, outputs: Path, run: Run | None
+) -> float | None:
+    """Record a kernel's fetched submission (and its run's CV) in the ledger; return the CV score."""
+    score = run.cv_score(competition.metric) if run is not None else None
+    record(
+        layout.ledger_path(config),
+        {
+            "competition": competition.slug,
+            "file": str(submission),
+            "run": outputs.name,
+            "cv_score": "" if score is None else f"{score:.5g}",
+            "status": "fetched",
+            "sha256": file_digest(submission),
+        },
+    )
+    return score
+
+
 def show_leaderboard(config: Config, competition: Competition, gateway: KaggleGateway) -> pd.DataFrame:
-    """Fetch scores, merge them into the ledger, print it, plot CV against public score, show the rank."""
+    """Fetch scores, merge them into the ledger, print it, show the rank; return this competition's rows."""
     remote = gateway.submissions(competition.slug)
     ledger = merge_remote(read_ledger(layout.ledger_path(config)), remote, competition.slug)
     ledger.to_csv(layout.ledger_path(config), index=False)
@@ -119,9 +138,6 @@ def show_leaderboard(config: Config, competition: Competition, gateway: KaggleGa
     columns = ["time", "run", "cv_score", "public_score", "private_score", "status", "file"]
     print(f"Submissions to {competition.slug} ({layout.ledger_path(config)}):")
     print(readable(mine)[columns].to_string(index=False) if len(mine) else "  none yet")
-    plot = plot_cv_against_public(ledger, competition.slug, competition.metric, layout.scores_plot(config))
-    if plot:
-        print(f"CV against public score: {plot}")
     teams = {s["team"] for s in remote if s.get("team")}
     board = gateway.leaderboard(competition.slug)
     for rank, entry in enumerate(board, start=1):

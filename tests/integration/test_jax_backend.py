@@ -186,7 +186,7 @@ def test_a_model_saved_under_tensorflow_predicts_the_same_under_jax(
     tmp_path: Path, demo: Competition, demo_index: ImageIndex
 ) -> None:
     config = tiny_config(tmp_path, model__backbone="small-cnn", train__head_epochs=1, augment__where="model")
-    run = train_holdout(config, demo, demo_index).run_dir
+    run = train_holdout(config, demo, demo_index).path
     import keras
 
     images = np.concatenate(

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.acquire.download import download_competition, is_downloaded
-from pipeline.acquire.kaggle_api import (
+from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer
+from pipeline.kaggle_api import (
     ENDPOINT_ENV,
     CompetitionNotFoundError,
     CredentialsMissingError,
@@ -18,7 +19,6 @@ from pipeline.acquire.kaggle_api import (
     RulesNotAcceptedError,
     credentials_source,
 )
-from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer
 
 
 def no_wait(seconds: float) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,12 +14,12 @@ import pandas as pd
 import pytest
 
 from pipeline import flow, layout
-from pipeline.acquire.kaggle_api import KaggleGateway, KernelError
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.demo.kernels import SandboxKernels
 from pipeline.demo.sandbox import SandboxServer, find_archives
 from pipeline.fit.cross_validation import train_kfold
+from pipeline.kaggle_api import KaggleGateway, KernelError
 from pipeline.kernel import session
 from pipeline.kernel.bundle import build_bundle
 from pipeline.kernel.metadata import CODE_FILE, KernelMetadataError
@@ -126,5 +125,8 @@ def test_the_generated_script_runs_in_kaggles_flat_layout(
 def test_a_time_budget_stops_starting_folds(tmp_path: Path, demo: Competition, demo_index) -> None:
     config: Config = tiny_config(tmp_path, **{**TINY, "train__folds": 3, "train__time_budget": 0.001})
     cv = train_kfold(config, demo, demo_index)
-    assert cv.scores["fold"].tolist() == ["0", "all"]  # one fold, then no time for another
-    assert json.loads((cv.run_dir / "cv.json").read_text())[-1]["fold"] == "all"
+    assert cv.read_cv_table()["fold"].astype(str).tolist() == [
+        "0",
+        "all",
+    ]  # one fold, then no time for another
+    assert [m.name for m in cv.members()] == ["fold-0"]

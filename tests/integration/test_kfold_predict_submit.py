@@ -12,14 +12,14 @@ import tensorflow as tf
 
 from pipeline import flow, layout
 from pipeline.acquire.index import ImageIndex
-from pipeline.acquire.kaggle_api import KaggleGateway, SubmissionUploadError
 from pipeline.competitions import Competition
 from pipeline.demo.sandbox import SandboxServer
-from pipeline.fit.cross_validation import CrossValidation, train_kfold
+from pipeline.fit.cross_validation import train_kfold
 from pipeline.fit.metrics import binary_scores
 from pipeline.infer.postprocess import average
 from pipeline.infer.predict import predict_run
 from pipeline.infer.tta import predict_views
+from pipeline.kaggle_api import KaggleGateway, SubmissionUploadError
 from pipeline.submit.ledger import read_ledger
 from pipeline.submit.submission_file import SubmissionError, validate_submission
 from pipeline.submit.upload import show_leaderboard, submit_file
@@ -54,11 +54,11 @@ def kfold_run(tmp_path_factory: pytest.TempPathFactory, demo: Competition, demo_
 
 def test_kfold_oof_covers_every_image_once(kfold_run: tuple, demo_index: ImageIndex) -> None:
     _, cv = kfold_run
-    assert isinstance(cv, CrossValidation)
-    assert sorted(cv.oof["id"]) == sorted(demo_index.train["id"]) and cv.oof["id"].is_unique
-    assert cv.scores["fold"].tolist() == ["0", "1", "all"]
-    assert (cv.run_dir / "oof.csv").is_file() and (cv.run_dir / "cv.json").is_file()
-    folds = cv.oof.groupby("fold")["id"].apply(set)
+    oof = cv.read_oof()
+    assert sorted(oof["id"]) == sorted(demo_index.train["id"]) and oof["id"].is_unique
+    assert cv.read_cv_table()["fold"].astype(str).tolist() == ["0", "1", "all"]
+    assert [m.name for m in cv.members()] == ["fold-0", "fold-1"]
+    folds = oof.groupby("fold")["id"].apply(set)
     assert folds[0].isdisjoint(folds[1])
 
 
@@ -77,20 +77,19 @@ def test_prediction_averages_the_fold_models_in_the_space_chosen_on_oof(
     kfold_run: tuple, demo: Competition, demo_index: ImageIndex
 ) -> None:
     config, cv = kfold_run
-    prediction = predict_run(config, demo, demo_index, cv.run_dir)
-    cached = [np.load(f) for f in sorted(cv.run_dir.glob("fold-*/tta-original+hflip.npz"))]
+    prediction = predict_run(config, demo, demo_index, cv)
+    cached = [np.load(m.tta_cache(["original", "hflip"])) for m in cv.members()]
     assert len(cached) == 2 and cached[0]["test"].shape == (2, len(demo_index.test))
-    space, c = prediction.report["average"], prediction.report["clip"]
+    space, c = prediction.postprocessing.average, prediction.postprocessing.clip
+    assert cv.read_postprocessing() == prediction.postprocessing
     expected = np.clip(average(np.concatenate([m["test"] for m in cached]), space), c, 1 - c)
     np.testing.assert_allclose(prediction.test["probability"], expected)
     for member in cached:
         assert not np.allclose(prediction.test["probability"], member["test"].mean(axis=0))
-    labels = np.concatenate(
-        [pd.read_csv(d / "validation_predictions.csv")["label"] for d in layout.member_dirs(cv.run_dir)]
-    )
+    labels = np.concatenate([m.read_validation()["label"] for m in cv.members()])
     oof_views = np.concatenate([m["validation"] for m in cached], axis=1)
     recomputed = binary_scores(labels, average(oof_views, space))["log_loss"]
-    assert prediction.report["oof_with_tta"]["log_loss"] == pytest.approx(recomputed, rel=1e-6)
+    assert prediction.postprocessing.oof_with_tta["log_loss"] == pytest.approx(recomputed, rel=1e-6)
     assert len(labels) == len(demo_index.train)
 
 
@@ -104,12 +103,11 @@ def test_a_holdout_run_predicts_and_writes_a_valid_submission(
         **SHORT,
         **QUICK,
     )
-    run_dir = flow.train(config, holdout=True)
-    assert run_dir == layout.holdout_run_dir(config)
+    run = flow.train(config, holdout=True)
+    assert run.path == layout.holdout_run_dir(config)
     submission = flow.predict(config)
-    assert layout.submission_run(submission, demo.slug) == run_dir.name
-    report = pd.read_json(run_dir / "ensemble.json", typ="series")
-    assert report["folds"] == 1 and report["run"] == run_dir.name
+    assert layout.submission_run(submission, demo.slug) == run.name
+    assert run.read_postprocessing().folds == 1
     solution = pd.read_csv(demo_archive_dir / "solution.csv")
     validate_submission(pd.read_csv(submission), solution.assign(label=0.5), demo)
     assert layout.latest_submission(config) == submission
@@ -151,9 +149,13 @@ def test_submit_and_leaderboard_through_the_real_client(
     assert float(ledger["public_score"].iloc[0]) == pytest.approx(-np.log(0.98), abs=1e-4)
     assert "rank 1 of 2" in capsys.readouterr().out
 
+    copy = tmp_path / "same-bytes.csv"
+    copy.write_bytes(perfect.read_bytes())
+    assert submit_file(config, demo, copy, sample, KaggleGateway()) is None  # the same content: skipped
+    assert len(sandbox.state.calls) == 2 + 2  # ListSubmissions and the leaderboard, no upload
     sandbox.state.fail_uploads = True
     with pytest.raises(SubmissionUploadError, match="kept"):
-        submit_file(config, demo, perfect, sample, KaggleGateway())
+        submit_file(config, demo, perfect, sample, KaggleGateway(), force=True)
     assert read_ledger(layout.ledger_path(config))["status"].tolist() == ["complete", "failed"]
 
 

@@ -16,18 +16,18 @@ import pytest
 
 from pipeline.acquire.download import download_competition, is_downloaded
 from pipeline.acquire.index import ImageIndex
-from pipeline.acquire.kaggle_api import (
+from pipeline.competitions import Competition
+from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer
+from pipeline.fit.train import train_holdout
+from pipeline.fit.tune import load_study, run_worker
+from pipeline.infer.predict import predict_run
+from pipeline.kaggle_api import (
     ENDPOINT_ENV,
     CredentialsMissingError,
     CredentialsRejectedError,
     KaggleGateway,
     KaggleNetworkError,
 )
-from pipeline.competitions import Competition
-from pipeline.demo.sandbox import SANDBOX_KEY, SANDBOX_USERNAME, SandboxServer
-from pipeline.fit.train import train_holdout
-from pipeline.fit.tune import load_study, run_worker
-from pipeline.infer.predict import predict_run
 from tests.conftest import tiny_config
 
 
@@ -152,11 +152,12 @@ def test_a_damaged_prediction_cache_is_discarded_and_recomputed(
     tmp_path: Path, demo: Competition, demo_index: ImageIndex, capsys
 ) -> None:
     config = tiny_config(tmp_path, model__backbone="small-cnn", train__head_epochs=1, data__image_size=32)
-    run_dir = train_holdout(config, demo, demo_index).run_dir
-    first = predict_run(config, demo, demo_index, run_dir)
-    cache = run_dir / "tta-original+hflip.npz"
+    run = train_holdout(config, demo, demo_index)
+    run_dir = run.path
+    first = predict_run(config, demo, demo_index, run)
+    cache = run.tta_cache(["original", "hflip"])
     cache.write_bytes(cache.read_bytes()[:100])  # as if killed while writing it
-    again = predict_run(config, demo, demo_index, run_dir)
+    again = predict_run(config, demo, demo_index, run)
     assert "discarding the damaged prediction cache" in capsys.readouterr().out
     np.testing.assert_allclose(again.test["probability"], first.test["probability"], rtol=1e-5)
     assert not list(run_dir.glob("*.partial.npz"))

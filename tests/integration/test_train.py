@@ -39,10 +39,11 @@ def test_small_cnn_learns_the_demo_reproducibly(
         )
         results.append(train_holdout(config, demo, demo_index))
     result = results[0]
-    assert result.metrics["accuracy"] >= 0.85  # chance is 0.5; a label or pipeline bug cannot get here
-    assert result.metrics["log_loss"] < 0.45
-    assert results[1].metrics["log_loss"] == pytest.approx(result.metrics["log_loss"], abs=1e-6)
-    run = result.run_dir
+    metrics = result.read_metrics()
+    assert metrics["accuracy"] >= 0.85  # chance is 0.5; a label or pipeline bug cannot get here
+    assert metrics["log_loss"] < 0.45
+    assert results[1].read_metrics()["log_loss"] == pytest.approx(metrics["log_loss"], abs=1e-6)
+    run = result.path
     for name in ("model.keras", "history.csv", "metrics.json", "config.json", "validation_predictions.csv"):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").rglob("*tfevents*"))
@@ -163,7 +164,7 @@ def test_a_killed_run_resumes_and_a_finished_run_is_not_retrained(
     result = train_holdout(config, demo, demo_index, callbacks=[resumed])
     assert resumed.epochs == [2, 3]  # epochs 0 and 1 were kept
     assert "phase head: epochs 3-4," in capsys.readouterr().out  # the epochs run now, not 1-4
-    assert pd.read_csv(result.run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2, 3]
+    assert result.read_history()["epoch"].tolist() == [0, 1, 2, 3]
     again = Snapshots()
     train_holdout(config, demo, demo_index, callbacks=[again])
     assert again.epochs == [] and "not training again" in capsys.readouterr().out

@@ -60,14 +60,14 @@ def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             value, snapshots.end[0][key], err_msg=f"{key} changed in the frozen phase"
         )
-    history = pd.read_csv(result.run_dir / "history.csv")
+    history = result.read_history()
     assert history.loc[history["phase"] == "head", "val_accuracy"].max() >= 0.85  # chance is 0.5
 
     submission = flow.predict(config)
     solution = pd.read_csv(mini / "solution.csv")
     scored = solution.merge(pd.read_csv(submission), on="id", suffixes=("", "_predicted"))
     probabilities = solution.merge(
-        pd.read_csv(result.run_dir / "test_predictions.csv").astype({"id": int}), on="id"
+        pd.read_csv(result.path / "test_predictions.csv").astype({"id": int}), on="id"
     )["probability"]
     test_accuracy = accuracy_score(scored["label"], scored["label_predicted"])
     test_log_loss = log_loss(solution["label"], probabilities)
@@ -76,7 +76,7 @@ def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
     assert test_accuracy >= 0.90 and test_log_loss <= 0.25
 
     head_only = build_classifier(config, num_classes=2).model  # fine-tuning must not make it worse
-    head_only.load_weights(result.run_dir / "head.weights.h5")
+    head_only.load_weights(result.weights_path("head"))
     test_images = make_dataset(index.test, config, training=False)
     head_probabilities = pd.Series(
         predict_probabilities(head_only, test_images), index=index.test["id"].astype(int)
@@ -84,7 +84,7 @@ def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
     head_log_loss = log_loss(solution["label"], head_probabilities.loc[solution["id"]].clip(1e-7, 1 - 1e-7))
     print(f"head-only test log loss {head_log_loss:.3f}")
     assert test_log_loss <= head_log_loss + 0.02
-    assert layout.submission_run(submission, competition.slug) == result.run_dir.name
+    assert layout.submission_run(submission, competition.slug) == result.name
 
 
 @pytest.mark.parametrize("name", ["mobilenet-0.5", "vgg16"])
@@ -114,8 +114,9 @@ def test_the_head_learns_from_features_computed_once(tmp_path: Path, capsys) -> 
     index = prepare_index(config, competition)
     result = train_holdout(config, competition, index)
     assert "backbone features of 1,500 images, once" in capsys.readouterr().out
-    assert result.metrics["accuracy"] >= 0.85 and result.metrics["log_loss"] <= 0.35
-    saved = keras.saving.load_model(result.run_dir / "model.keras")  # the whole classifier, head trained
+    metrics = result.read_metrics()
+    assert metrics["accuracy"] >= 0.85 and metrics["log_loss"] <= 0.35
+    saved = keras.saving.load_model(result.model_path)  # the whole classifier, head trained
     fresh = build_classifier(config, num_classes=2).model
     assert not np.array_equal(
         saved.get_layer("prediction").get_weights()[0], fresh.get_layer("prediction").get_weights()[0]

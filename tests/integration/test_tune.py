@@ -25,6 +25,7 @@ from pipeline.fit.tune import (
     summarize,
     with_params,
 )
+from pipeline.run import Run
 from tests.conftest import tiny_config
 
 SPACE = {
@@ -131,8 +132,8 @@ def test_best_parameters_retrain_to_the_same_score(
     params = load_params(summarize(config, study))
     retrained = with_params(config, params)
     train, validation = holdout_split(config, demo_index)
-    result = train_run(retrained, demo, train, validation, tmp_path / "retrained", verbose=0)
-    assert result.metrics["log_loss"] == pytest.approx(study.best_value, abs=0.01)  # stated tolerance
+    result = train_run(retrained, demo, train, validation, Run(tmp_path / "retrained"), verbose=0)
+    assert result.read_metrics()["log_loss"] == pytest.approx(study.best_value, abs=0.01)  # stated tolerance
     assert (
         tmp_path / "runs" / "dogs-vs-cats-demo" / "tune" / "recipe" / "optimization_history.png"
     ).is_file()

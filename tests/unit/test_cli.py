@@ -35,9 +35,11 @@ def test_every_command_has_help_without_credentials_or_tensorflow(kaggle_env: Pa
 
 def test_help_groups_flags_by_section() -> None:
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    for title in ("[data] How images become batches.", "[train] Two-phase transfer learning", "[predict]"):
+    for title in ("[data] How images become batches:", "[train] Two-phase transfer learning", "[model]"):
         assert title in text
-    assert text.index("--image-size") < text.index("--epochs-head") < text.index("--tta")
+    assert text.index("--image-size") < text.index("--epochs-head")
+    assert "--tta" not in text and "--trials" not in text  # predict's and tune's settings
+    assert "--tta" in build_parser(show_all=True)._subparsers._group_actions[0].choices["train"].format_help()
 
 
 def test_submit_a_file_without_importing_tensorflow(
@@ -68,8 +70,9 @@ def test_bad_names_fail_before_any_work(tmp_path: Path, capsys) -> None:
     assert main(["predict", "--tta", "original,bogus", "--data-root", str(tmp_path)]) == 2
     assert "predict.tta" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses a backbone outside the registry
-        main(["train", "--backbone", "nope", "--data-root", str(tmp_path)])
-    assert "invalid choice: 'nope'" in capsys.readouterr().err
+        main(["train", "--backbone", "resnet5", "--data-root", str(tmp_path)])
+    refusal = capsys.readouterr().err
+    assert "'resnet5'" in refusal and "resnet50v2" in refusal and len(refusal.splitlines()) <= 2
     toml = tmp_path / "run.toml"
     toml.write_text('[model]\nbackbone = "nope"\n')
     assert main(["train", "--config", str(toml), "--data-root", str(tmp_path)]) == 2
@@ -79,7 +82,7 @@ def test_bad_names_fail_before_any_work(tmp_path: Path, capsys) -> None:
 def test_predict_without_a_finished_run_says_what_to_run(tmp_path: Path, capsys) -> None:
     from pipeline import layout
     from pipeline.config import load_config
-    from pipeline.infer.predict import NoModelsError, find_run_or_explain
+    from pipeline.layout import NoModelsError, require_run
 
     config = load_config(
         overrides={"paths.runs_root": str(tmp_path), "model.backbone": "small-cnn"}, environ={}
@@ -88,7 +91,7 @@ def test_predict_without_a_finished_run_says_what_to_run(tmp_path: Path, capsys)
     other.mkdir(parents=True)
     (other / "metrics.json").write_text("{}")
     with pytest.raises(NoModelsError, match=r"train --holdout.*Finished runs: resnet50v2-224px-holdout"):
-        find_run_or_explain(config)
+        require_run(config)
 
 
 def test_tuned_parameters_apply_under_explicit_flags(tmp_path: Path) -> None:

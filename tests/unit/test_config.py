@@ -73,7 +73,7 @@ def test_presets_are_files_and_a_saved_config_json_reproduces_a_run(tmp_path: Pa
     assert (demo.competition, demo.model.backbone, demo.train.folds) == ("dogs-vs-cats-demo", "small-cnn", 2)
     assert load_config("demo-tune", environ={}).tune.space["model.backbone"] == "choice:small-cnn"
     config = load_config("demo", {"data.image_size": 48, "tune.timeout": "90m"}, environ={})
-    config.save(tmp_path / "config.json")
+    config.save(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["data"]["image_size"] == 48
     assert load_config(tmp_path / "config.json", environ={}) == config
     with pytest.raises(ConfigError, match="preset"):

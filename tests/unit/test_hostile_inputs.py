@@ -15,10 +15,10 @@ import pytest
 from pipeline.acquire import unpack
 from pipeline.acquire.download import archive_problem
 from pipeline.acquire.index import build_index, check_image
-from pipeline.acquire.kaggle_api import credentials_problem, permissions_warning
 from pipeline.acquire.unpack import CompetitionFiles, UnsafeArchiveError, check_archive, extract
 from pipeline.competitions import get_competition
 from pipeline.fit.tune import sampler_seed
+from pipeline.kaggle_api import credentials_problem, permissions_warning
 from pipeline.submit.submission_file import SubmissionError, build_submission, read_submission
 
 

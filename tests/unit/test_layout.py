@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.config import load_config
+from pipeline.run import Run
 
 
 def config_at(root: Path, **values: object):
@@ -22,10 +23,9 @@ def config_at(root: Path, **values: object):
     return load_config(overrides={**base, **values}, environ={})
 
 
-def finish(run_dir: Path, mtime: float) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / layout.FINISHED).write_text("{}")
-    os.utime(run_dir / layout.FINISHED, (mtime, mtime))
+def finish(run: Run, mtime: float) -> None:
+    run.write_metrics({"log_loss": 0.5})
+    os.utime(run.path / "metrics.json", (mtime, mtime))
 
 
 def test_paths_follow_the_documented_tree(tmp_path: Path) -> None:
@@ -56,16 +56,18 @@ def test_submission_names_carry_their_run(tmp_path: Path) -> None:
 def test_the_newest_finished_run_is_found_kfold_or_holdout(tmp_path: Path) -> None:
     config = config_at(tmp_path)
     assert layout.find_run(config) is None
-    kfold, holdout = layout.kfold_run_dir(config), layout.holdout_run_dir(config)
-    (kfold / "fold-0").mkdir(parents=True)  # unfinished fold: not a run to predict with
+    kfold, holdout = Run(layout.kfold_run_dir(config)), Run(layout.holdout_run_dir(config))
+    kfold.fold(0).path.mkdir(parents=True)  # unfinished fold: not a run to predict with
     assert layout.find_run(config) is None
+    assert kfold.state() == "unfinished"
     finish(holdout, 1_000)
     assert layout.find_run(config) == holdout
-    finish(layout.fold_dir(kfold, 1), 2_000)
-    finish(layout.fold_dir(kfold, 0), 1_500)
+    finish(kfold.fold(1), 2_000)
+    finish(kfold.fold(0), 1_500)
     assert layout.find_run(config) == kfold  # newer
-    assert layout.member_dirs(kfold) == [kfold / "fold-0", kfold / "fold-1"]
-    assert layout.member_dirs(holdout) == [holdout]
+    assert kfold.members() == [kfold.fold(0), kfold.fold(1)]
+    assert holdout.members() == [holdout]
+    assert kfold.state() == "finished"
     chosen = config_at(tmp_path, **{"predict.run": holdout.name})
     assert layout.find_run(chosen) == holdout
     assert layout.finished_runs(config) == [kfold.name, holdout.name]

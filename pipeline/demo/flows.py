@@ -1,0 +1,58 @@
+"""The demos: the whole flow offline, on a generated competition served by the sandbox Kaggle API.
+
+Above `pipeline.flow`: these call its steps the way a user does; nothing below imports them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import flow, layout
+from pipeline.competitions import get_competition
+from pipeline.config import Config
+
+
+def served_archives(config: Config) -> dict[str, Path]:
+    """The sandbox's competition archives, the demo competition generated first if it is not there."""
+    from pipeline.demo.generate import generate_competition
+    from pipeline.demo.sandbox import find_archives
+
+    competition = get_competition(config.competition)
+    served = layout.sandbox_dir(config)
+    if not (served / competition.archive).is_file():
+        print(f"Generating the demo competition in {served} ...")
+        generate_competition(competition, served)
+    return find_archives([served])
+
+
+def demo(config: Config) -> None:
+    """The whole flow offline on the generated demo competition, served by the sandbox Kaggle API:
+    download, index, preview, k-fold training, prediction, submission and leaderboard."""
+    from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
+
+    archives = served_archives(config)
+    with SandboxServer(SandboxState(archives)) as server, sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url}")
+        flow.download(config)
+        flow.preview(config, batches=2)
+        flow.train(config, report_after=False)  # reported at the end, with the post-processing choices
+        submission = flow.predict(config)
+        flow.submit(config, submission)
+        flow.leaderboard(config)
+    flow.report(config)
+
+
+def kernel_demo(config: Config) -> None:
+    """The Kaggle-kernel round trip offline: push to the sandbox, which runs the kernel locally,
+    follow it, fetch its outputs, submit, and show the leaderboard."""
+    from pipeline.demo.kernels import SandboxKernels
+    from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
+
+    archives = served_archives(config)
+    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
+    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+        flow.kernel_push(config)
+        flow.kernel_status(config, wait=True)
+        flow.kernel_output(config, submit_it=True)
+        flow.leaderboard(config)

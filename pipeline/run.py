@@ -1,0 +1,291 @@
+"""A training run: every file under runs/<slug>/<run>/, behind one object.
+
+    run = Run(layout.kfold_run_dir(config))   # or layout.find_run(config)
+    run.members()                              # its finished models: fold-<k>/ runs, or itself
+    run.read_validation(); run.read_postprocessing().cv_score(metric)
+
+A k-fold run holds one member run per fold (fold-<k>/), a holdout run is its own single member.
+No other module spells a file name of a run (a test checks it); every file that a later command
+trusts is written whole to a temporary name, then renamed. No TensorFlow here: `submit`,
+`leaderboard` and `report`'s checks read runs without it.
+
+    <run>/config.json                  the resolved configuration the run was trained with
+          state.json                   the phases finished so far (resume after an interruption)
+          head.weights.h5 fine.weights.h5  the weights at the end of each phase
+          backup/<phase>/              Keras' BackupAndRestore checkpoint of an unfinished phase
+          history-<phase>.csv history.csv  per-epoch logs of each phase; both phases in one table
+          tensorboard/                 TensorBoard logs
+          model.keras                  the trained classifier
+          validation_predictions.csv   id, label, probability of its validation images
+          metrics.json                 validation scores: written last, marks the member finished
+          tta-<views>.npz              cached predictions of validation and test images per TTA view
+          oof.csv cv.csv cv.json       k-fold: out-of-fold predictions, scores per fold and overall
+          postprocessing.json          how predict combined its members (averaging, clip, threshold)
+          test_predictions.csv         the post-processed test predictions
+          report.html report/          the report page and its pictures
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.atomic import write_atomically, write_text
+from pipeline.config import CONFIG_FILE, Config
+from pipeline.locks import is_held
+
+CONFIG = CONFIG_FILE  # owned by pipeline.config: every saved configuration has this name
+STATE = "state.json"
+METRICS = "metrics.json"  # written last by a member: marks it finished
+MODEL = "model.keras"
+HISTORY = "history.csv"
+VALIDATION = "validation_predictions.csv"
+OOF = "oof.csv"
+CV_TABLE = "cv.csv"
+CV_ROWS = "cv.json"
+POSTPROCESSING = "postprocessing.json"
+LEGACY_POSTPROCESSING = "ensemble.json"  # its name in runs made before 2026-12
+TEST_PREDICTIONS = "test_predictions.csv"
+REPORT_PAGE = "report.html"
+REPORT_DIR = "report"
+TENSORBOARD_DIR = "tensorboard"
+BACKUP_DIR = "backup"
+FOLD_PREFIX = "fold-"
+FILE_NAMES = (  # a fitness test fails when a module outside this one spells any of these
+    STATE,
+    METRICS,
+    MODEL,
+    HISTORY,
+    VALIDATION,
+    OOF,
+    CV_TABLE,
+    CV_ROWS,
+    POSTPROCESSING,
+    LEGACY_POSTPROCESSING,
+    TEST_PREDICTIONS,
+    REPORT_PAGE,
+    "head.weights.h5",
+    "fine.weights.h5",
+)
+
+
+def _write_json(path: Path, value: Any) -> Path:
+    return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    return write_atomically(path, lambda p: frame.to_csv(p, index=False))
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """How `predict` turned a run's members and views into one prediction, chosen on out-of-fold data."""
+
+    views: list[str]
+    average: str  # "probability" or "logit"
+    folds: int
+    oof_single_view: dict[str, float]  # scores of one view of every member
+    oof_with_tta: dict[str, float]  # scores after averaging the views
+    clip: float | None = None  # probability submissions: the clip value and the scores after it
+    oof_with_tta_and_clip: dict[str, float] | None = None
+    threshold: float | None = None  # hard-label submissions: the cut and the accuracy at it
+    oof_accuracy_at_threshold: float | None = None
+    oof_log_loss_by_space: dict[str, float] = field(default_factory=dict)
+
+    def cv_score(self, metric: str) -> float:
+        """The run's out-of-fold score in `metric` after every post-processing step."""
+        if metric == "log_loss":
+            return (self.oof_with_tta_and_clip or self.oof_with_tta)["log_loss"]
+        if metric == "accuracy" and self.oof_accuracy_at_threshold is not None:
+            return self.oof_accuracy_at_threshold
+        return self.oof_with_tta[metric]
+
+
+class Run:
+    """One run folder (a k-fold run, one of its folds, or a holdout run) and its files."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        """The folder's name: the run's name, or fold-<k>."""
+        return self.path.name
+
+    # --- members and state ------------------------------------------------------------------
+    def fold(self, k: int) -> Run:
+        """The member run of fold k: <run>/fold-<k>/."""
+        return Run(self.path / f"{FOLD_PREFIX}{k}")
+
+    def members(self) -> list[Run]:
+        """The finished models of this run: its finished folds in order, or itself if it is one."""
+        folds = [Run(d) for d in self.path.glob(f"{FOLD_PREFIX}*") if (d / METRICS).is_file()]
+        if folds:
+            return sorted(folds, key=lambda r: int(r.name.removeprefix(FOLD_PREFIX)))
+        return [self] if self.is_finished else []
+
+    @property
+    def is_finished(self) -> bool:
+        """True once this member's metrics are written (its last file)."""
+        return (self.path / METRICS).is_file()
+
+    @property
+    def has_finished_models(self) -> bool:
+        """True when at least one member is finished (a run `predict` can use)."""
+        return bool(self.members())
+
+    def finished_at(self) -> float:
+        """When its newest member finished (seconds since the epoch)."""
+        return max((m.path / METRICS).stat().st_mtime for m in self.members())
+
+    def state(self) -> str:
+        """'in use' while a command holds the folder, else 'finished' or 'unfinished'."""
+        if self.path.is_dir() and is_held(self.path):
+            return "in use"
+        return "finished" if self.has_finished_models else "unfinished"
+
+    # --- configuration, phases and resume --------------------------------------------------
+    def save_config(self, config: Config) -> None:
+        """Save the resolved configuration beside the outputs."""
+        config.save(self.path)
+
+    def read_config(self) -> dict[str, Any]:
+        """The saved configuration, as nested dictionaries."""
+        return json.loads((self.path / CONFIG).read_text())
+
+    @property
+    def config_path(self) -> Path:
+        """config.json, for messages and `--config`."""
+        return self.path / CONFIG
+
+    def read_state(self) -> dict[str, int]:
+        """The phases finished so far and the epoch each reached."""
+        path = self.path / STATE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_state(self, state: dict[str, int]) -> None:
+        """Record the phases finished so far."""
+        _write_json(self.path / STATE, state)
+
+    def weights_path(self, phase: str) -> Path:
+        """<phase>.weights.h5: the weights at the end of a phase."""
+        return self.path / f"{phase}.weights.h5"
+
+    def backup_dir(self, phase: str) -> Path:
+        """backup/<phase>/: the checkpoint of an unfinished phase (BackupAndRestore)."""
+        return self.path / BACKUP_DIR / phase
+
+    def phase_history_path(self, phase: str) -> Path:
+        """history-<phase>.csv: the CSVLogger file of one phase."""
+        return self.path / f"history-{phase}.csv"
+
+    def read_phase_history(self, phase: str) -> pd.DataFrame:
+        """One phase's epochs (the last of any repeated epoch, after a resume); empty if none."""
+        path = self.phase_history_path(phase)
+        if not path.is_file():
+            return pd.DataFrame()
+        return pd.read_csv(path).drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """tensorboard/: logs for `tensorboard --logdir runs`."""
+        return self.path / TENSORBOARD_DIR
+
+    # --- a finished member -----------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        """model.keras: the trained classifier."""
+        return self.path / MODEL
+
+    def write_history(self, history: pd.DataFrame) -> None:
+        """Both phases' epochs in one table."""
+        _write_csv(self.path / HISTORY, history)
+
+    def read_history(self) -> pd.DataFrame | None:
+        """Both phases' epochs, or None when the member has none."""
+        path = self.path / HISTORY
+        return pd.read_csv(path) if path.is_file() else None
+
+    def write_validation(self, frame: pd.DataFrame) -> None:
+        """id, label, probability of the validation images."""
+        _write_csv(self.path / VALIDATION, frame)
+
+    def read_validation(self) -> pd.DataFrame:
+        """id, label, probability of the validation images (ids as text)."""
+        return pd.read_csv(self.path / VALIDATION, dtype={"id": str})
+
+    def write_metrics(self, metrics: dict[str, float]) -> None:
+        """The validation scores; written last, it marks the member finished."""
+        _write_json(self.path / METRICS, metrics)
+
+    def read_metrics(self) -> dict[str, float]:
+        """The validation scores (and `seconds` of training)."""
+        return json.loads((self.path / METRICS).read_text())
+
+    def tta_cache(self, views: list[str]) -> Path:
+        """tta-<views>.npz: validation and test predictions of this member under `views`."""
+        return self.path / f"tta-{'+'.join(views)}.npz"
+
+    # --- a whole run -----------------------------------------------------------------------
+    def write_cross_validation(self, oof: pd.DataFrame, rows: list[dict[str, Any]]) -> None:
+        """The out-of-fold predictions and the score table (one row a fold, then 'all')."""
+        _write_csv(self.path / OOF, oof)
+        _write_csv(self.path / CV_TABLE, pd.DataFrame(rows))
+        _write_json(self.path / CV_ROWS, rows)
+
+    def read_oof(self) -> pd.DataFrame | None:
+        """id, label, fold, probability of every out-of-fold prediction; None for a holdout run."""
+        path = self.path / OOF
+        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+
+    def read_cv_table(self) -> pd.DataFrame | None:
+        """Scores per fold and overall ('all'); None for a holdout run."""
+        path = self.path / CV_TABLE
+        return pd.read_csv(path) if path.is_file() else None
+
+    def write_postprocessing(self, chosen: PostProcessing) -> None:
+        """How predict combined the members (read back by report, submit and the benchmarks)."""
+        _write_json(self.path / POSTPROCESSING, {"run": self.name, **chosen.__dict__})
+        (self.path / LEGACY_POSTPROCESSING).unlink(missing_ok=True)
+
+    def read_postprocessing(self) -> PostProcessing | None:
+        """What predict chose, or None when predict has not run on this run."""
+        for name in (POSTPROCESSING, LEGACY_POSTPROCESSING):
+            path = self.path / name
+            if path.is_file():
+                saved = json.loads(path.read_text())
+                known = PostProcessing.__dataclass_fields__
+                return PostProcessing(**{k: v for k, v in saved.items() if k in known})
+        return None
+
+    def write_test_predictions(self, frame: pd.DataFrame) -> None:
+        """id, probability (and hard label) of every test image, post-processed."""
+        _write_csv(self.path / TEST_PREDICTIONS, frame)
+
+    @property
+    def report_page(self) -> Path:
+        """report.html."""
+        return self.path / REPORT_PAGE
+
+    @property
+    def report_dir(self) -> Path:
+        """report/: the page's pictures."""
+        return self.path / REPORT_DIR
+
+    def cv_score(self, metric: str) -> float | None:
+        """The run's post-processed out-of-fold (holdout: validation) score, once predict has run."""
+        chosen = self.read_postprocessing()
+        return None if chosen is None else chosen.cv_score(metric)
