@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import sys
 import zipfile
@@ -351,20 +350,11 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_native_logs(environ: dict[str, str] | os._Environ = os.environ) -> None:
-    """Silence TensorFlow's C++ and absl start-up lines before TensorFlow is imported: warnings
-    always, errors too on a machine without an NVIDIA device (there the only one is the failed
-    cuInit probe), so that a real GPU problem still shows where there is a GPU."""
-    has_gpu = any(Path("/dev").glob("nvidia[0-9]*"))
-    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if has_gpu else "3")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; known failures end with a one-sentence error and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     show_all = "--help-all" in argv
     args = build_parser(show_all).parse_args(["--help" if a == "--help-all" else a for a in argv])
-    quiet_native_logs()
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
     from pipeline.kaggle_api import KaggleError
     from pipeline.locks import FolderInUseError

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
-from pipeline.model.registry import BACKBONE_NAMES
+from pipeline.registry import BACKBONE_NAMES
 
 KAGGLE_NOTEBOOK_ENV = "KAGGLE_KERNEL_RUN_TYPE"
 DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"

@@ -21,6 +21,7 @@ from pipeline import layout
 from pipeline.competitions import get_competition
 from pipeline.config import Config
 from pipeline.locks import exclusive
+from pipeline.native_logs import load_tensorflow
 from pipeline.run import Run
 
 PLACEHOLDER_USERNAME = "your-kaggle-username"  # in a bundle built without credentials
@@ -59,10 +60,12 @@ def index(config: Config, rebuild: bool = False) -> ImageIndex:
 def preview(config: Config, batches: int = 3) -> Path:
     """Draw a few augmented training batches, report on them and save a picture grid; return its path."""
     from pipeline.acquire.index import prepare_index
-    from pipeline.data.preview import preview_batches
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
+    load_tensorflow()
+    from pipeline.data.preview import preview_batches
+
     out_dir = layout.preview_dir(config)
     config.save(out_dir)
     picture = out_dir / "batch.png"
@@ -82,6 +85,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
+    load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.train import train_holdout
 
@@ -98,6 +102,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
 def report(config: Config, run: Run | None = None) -> Path:
     """Write the run's report.html (`predict.run`, else the newest finished run); return its path."""
     run = run or layout.require_run(config)
+    load_tensorflow()
     from pipeline.report.build import build_report
 
     page = build_report(config, run)
@@ -113,6 +118,7 @@ def predict(config: Config) -> Path:
     competition = get_competition(config.competition)
     run = layout.require_run(config)  # both checked before TensorFlow loads
     found = prepare_index(config, competition)
+    load_tensorflow()
     from pipeline.infer.predict import predict_run
     from pipeline.submit.upload import write_run_submission
 
@@ -150,6 +156,10 @@ def leaderboard(config: Config) -> None:
 def tune(config: Config, worker_index: int | None = None) -> None:
     """Search the recipe with Optuna: `tune.workers` processes on one study, resumable at will."""
     from pipeline.acquire.index import prepare_index
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)
+    load_tensorflow()
     from pipeline.fit.tune import (
         fail_interrupted_trials,
         load_study,
@@ -158,8 +168,6 @@ def tune(config: Config, worker_index: int | None = None) -> None:
         summarize,
     )
 
-    competition = get_competition(config.competition)
-    found = prepare_index(config, competition)
     if worker_index is not None:  # one worker process of a pool started below
         run_worker(config, competition, found, worker=worker_index)
         return

@@ -260,7 +260,7 @@ class KaggleGateway:
             f"download competition {competition}",
             competition,
             lambda api: api.competition_download_files(
-                competition, path=str(folder), force=False, quiet=False
+                competition, path=str(folder), force=False, quiet=not sys.stdout.isatty()
             ),
         )
         return folder / f"{competition}.zip"

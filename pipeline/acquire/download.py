@@ -33,6 +33,11 @@ def archive_problem(archive: Path) -> str | None:
     return None if bad is None else f"entry {bad!r} fails its CRC check"
 
 
+def archive_size(path: Path) -> str:
+    """A file's size in MB, for messages."""
+    return f"{path.stat().st_size / 1e6:,.1f} MB"
+
+
 def download_competition(
     competition: Competition, folder: Path, gateway: KaggleGateway, force: bool = False
 ) -> Path:
@@ -52,7 +57,9 @@ def download_competition(
         archive.unlink()
     if force:
         archive.unlink(missing_ok=True)
+    print(f"Downloading {competition.archive} into {folder} ...", flush=True)
     downloaded = gateway.download_competition_archive(competition.slug, folder)
+    print(f"Downloaded {archive} ({archive_size(downloaded)})")
     if downloaded != archive:
         downloaded.replace(archive)
     problem = archive_problem(archive)

@@ -43,8 +43,28 @@ PHASES = ("head", "fine")
 
 
 def fit_verbosity(interactive: bool) -> int:
-    """Keras `verbose`: the per-step progress bar on a terminal, one line per epoch in a log file."""
+    """1: Keras' per-step progress bar on a terminal; 2: one plain line per epoch in a log file."""
     return 1 if interactive else 2
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One plain line per epoch, for logs (Keras' own verbose=2 takes two and shows every metric)."""
+
+    def __init__(self, phase: str):
+        super().__init__()
+        self.phase, self.started = phase, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        shown = ", ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "val_loss", "val_accuracy") if k in logs)
+        seconds = time.perf_counter() - self.started
+        print(
+            f"phase {self.phase} epoch {epoch + 1}/{self.params['epochs']}: {shown} ({seconds:.0f} s)",
+            flush=True,
+        )
 
 
 def train_holdout(
@@ -142,6 +162,7 @@ def _fit_phase(
         ),
         keras.callbacks.CSVLogger(str(run.phase_history_path(phase)), append=True),
         keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
+        *([EpochLine(phase)] if verbose == 2 else []),
         *extra,
     ]
     start = time.perf_counter()
@@ -151,7 +172,7 @@ def _fit_phase(
         initial_epoch=first_epoch,
         epochs=first_epoch + epochs,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=1 if verbose == 1 else 0,
         shuffle=False,  # the tf.data pipeline shuffles
     )
     reached = history.epoch[-1] + 1 if history.epoch else first_epoch + epochs

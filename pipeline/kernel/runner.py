@@ -16,7 +16,8 @@ from typing import Any
 from pipeline import layout
 from pipeline.config import Config, apply_settings, use_backend, validate
 from pipeline.kernel.metadata import SESSION_LIMITS
-from pipeline.model.registry import get_backbone
+from pipeline.native_logs import load_tensorflow
+from pipeline.registry import get_backbone
 
 KAGGLE_ROOT_ENV = "PIPELINE_KAGGLE_ROOT"
 SANDBOX_ENV = "PIPELINE_KERNEL_SANDBOX"  # set by the sandbox: a GPU/TPU push may run on its CPU
@@ -146,9 +147,9 @@ def main(values: dict[str, Any]) -> Path:
     root = kaggle_root()
     config = kernel_config(values, root)
     use_backend(config.backend)  # before anything imports Keras
+    load_tensorflow()
     gpus, tpus = describe_devices()
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
-    print("Configuration:\n" + config.to_json(), flush=True)
     flow.index(config)
     flow.train(config, report_after=False)  # reported below, with the test-time predictions
     submission = flow.predict(config)

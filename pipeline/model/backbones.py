@@ -13,7 +13,7 @@ import h5py
 import keras
 
 from pipeline.config import ConfigError
-from pipeline.model.registry import Backbone
+from pipeline.registry import Backbone
 
 
 class WeightsError(ConfigError):

@@ -13,7 +13,7 @@ from keras import ops
 from pipeline.config import Config
 from pipeline.data.augment import build_augmenter
 from pipeline.model.backbones import build_feature_extractor
-from pipeline.model.registry import Backbone, get_backbone
+from pipeline.registry import Backbone, get_backbone
 
 BACKBONE_LAYER = "backbone"
 HEAD_DROPOUT = "head_dropout"

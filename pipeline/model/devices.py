@@ -103,7 +103,7 @@ def _jax_devices() -> tuple[int, str]:
 
 def setup_devices(config: TrainConfig) -> DeviceSetup:
     """Find the devices of the current Keras backend, spread batches over them, set precision and XLA;
-    print what was chosen."""
+    the caller says what was chosen."""
     backend = keras.backend.backend()
     if backend == "jax":
         strategy, (replicas, kind) = None, _jax_devices()
@@ -115,5 +115,4 @@ def setup_devices(config: TrainConfig) -> DeviceSetup:
     setup = DeviceSetup(
         backend, kind, replicas, precision, choose_jit(backend, kind, config.jit_compile), strategy
     )
-    print(f"Devices: {setup}")
     return setup

@@ -241,7 +241,7 @@ def _model_section(page: Page, model, config: Config, out: Path) -> None:
 
     from pipeline.model.backbones import unfreeze_top_blocks
     from pipeline.model.classifier import BACKBONE_LAYER
-    from pipeline.model.registry import get_backbone
+    from pipeline.registry import get_backbone
 
     diagram = out / "model.png"
     try:

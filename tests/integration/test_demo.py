@@ -25,9 +25,11 @@ def test_demo_runs_offline_end_to_end(kaggle_env: Path, tmp_path: Path, capsys) 
     assert ledger["run"].tolist() == ["small-cnn-64px"] and ledger["cv_score"].iloc[0] < 0.3
     assert ledger["public_score"].iloc[0] < 0.3  # the sandbox scored it against the hidden solution
     assert "Public leaderboard: rank 1 of 2" in out
-    assert "Epoch 1/8" in out and "━" not in out  # one line per epoch in a log, no per-step bars
+    assert "phase head epoch 1/8:" in out and "━" not in out  # one line per epoch in a log, no per-step bars
     report = tmp_path / "runs" / "dogs-vs-cats-demo" / "small-cnn-64px" / "report.html"
     assert out.rstrip().endswith(f"Report: {report}") and report.stat().st_size > 10_000
     assert main(args) == 0  # a second run reuses the download and the trained folds
     again = capsys.readouterr().out
     assert "already complete; skipping the download" in again and "not training again" in again
+    assert len(pd.read_csv(tmp_path / "submissions" / "ledger.csv")) == 1  # the same file is not sent twice
+    assert len(out.splitlines()) <= 60  # quiet by default: no configuration dump, one line per epoch

@@ -67,7 +67,7 @@ def test_a_two_fold_jax_run_resumes_after_a_kill_and_predicts(
     first.wait()
     resumed = subprocess.run(train, env=jax_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Devices: jax on cpu x1" in resumed.stdout
+    assert "on jax on cpu x1" in resumed.stdout
     assert re.search(r"phase head: epochs [234]-4", resumed.stdout)  # fold 0 went on where it stopped
     assert json.loads((history.parent / "config.json").read_text())["backend"] == "jax"
     predicted = subprocess.run(
@@ -169,7 +169,7 @@ def test_four_virtual_devices_shard_each_batch_and_learn_as_one_device(
         "shard": [4, 8],
     }  # a quarter of the batch each
     four, said = validation_log_loss(tmp_path, demo_archive_dir, devices=4, batch=4)  # global batch 16
-    assert "Devices: jax on cpu x4" in said
+    assert "on jax on cpu x4" in said
     one, _ = validation_log_loss(tmp_path, demo_archive_dir, devices=1, batch=16)
     assert four == pytest.approx(one, abs=0.01)
 

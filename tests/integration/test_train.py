@@ -17,7 +17,7 @@ from pipeline.fit.splits import holdout_split
 from pipeline.fit.train import train_holdout
 from pipeline.model.backbones import WeightsError, build_feature_extractor
 from pipeline.model.classifier import build_classifier
-from pipeline.model.registry import get_backbone
+from pipeline.registry import get_backbone
 from tests.callbacks import KillAfterEpoch, Snapshots
 from tests.conftest import tiny_config
 

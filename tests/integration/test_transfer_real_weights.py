@@ -90,7 +90,7 @@ def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["mobilenet-0.5", "vgg16"])
 def test_a_weights_file_of_another_backbone_names_the_expected_file(name: str) -> None:
     from pipeline.model.backbones import WeightsError, build_feature_extractor
-    from pipeline.model.registry import get_backbone
+    from pipeline.registry import get_backbone
 
     weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
     spec = get_backbone(name)

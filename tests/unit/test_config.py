@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import layout
-from pipeline.config import DEFAULT_COMPETITION, Config, ConfigError, load_config, settings
+from pipeline.config import DEFAULT_COMPETITION, Config, ConfigError, load_config, settings, use_backend
 
 
 def test_defaults_then_toml_then_flags(tmp_path: Path) -> None:
@@ -117,3 +117,23 @@ def test_the_backend_comes_from_the_environment_unless_set_and_cannot_change_onc
     ):
         use_backend(other)
     use_backend(keras.backend.backend())  # the same backend is fine
+
+
+def test_a_fraction_for_a_whole_number_is_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text("[data]\nimage_size = 128.5\n")
+    with pytest.raises(ConfigError, match=r"data\.image_size"):
+        load_config(toml, environ={})
+    toml.write_text("[data]\nimage_size = 128.0\n")
+    assert load_config(toml, environ={}).data.image_size == 128
+
+
+def test_a_missing_jax_is_one_sentence_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"EXTRAS=dev,jax"):
+        use_backend("jax")
