@@ -47,11 +47,6 @@ class Competition:
         """The competition's page on Kaggle."""
         return f"https://www.kaggle.com/competitions/{self.slug}"
 
-    @property
-    def rules_url(self) -> str:
-        """Where a user accepts the competition's rules (needed before downloading)."""
-        return f"{self.url}/rules"
-
     def parse_train_name(self, name: str) -> tuple[str, int] | None:
         """(id, class index) of a training file name, or None if the name does not fit."""
         match = re.match(self.train_pattern, name, re.ASCII)
@@ -72,11 +67,6 @@ def _load_specs() -> dict[str, Competition]:
         slug: Competition(slug=slug, **{**spec, "classes": tuple(spec["classes"])})
         for slug, spec in raw.items()
     }
-
-
-def known_competitions() -> list[str]:
-    """Slugs of every described competition."""
-    return sorted(_load_specs())
 
 
 def get_competition(slug: str) -> Competition:

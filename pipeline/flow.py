@@ -58,7 +58,7 @@ def index(config: Config, rebuild: bool = False) -> ImageIndex:
 
 
 def preview(config: Config, batches: int = 3) -> Path:
-    """Draw a few augmented training batches, report on them and save a picture grid; return its path."""
+    """Draw a few augmented training batches, describe them and save a picture grid; return its path."""
     from pipeline.acquire.index import prepare_index
 
     competition = get_competition(config.competition)
@@ -69,8 +69,8 @@ def preview(config: Config, batches: int = 3) -> Path:
     out_dir = layout.preview_dir(config)
     config.save(out_dir)
     picture = out_dir / "batch.png"
-    report = preview_batches(found.train, config, competition, picture, batches)
-    print(f"Training pipeline: {report}")
+    summary = preview_batches(found.train, config, competition, picture, batches)
+    print(f"Training pipeline: {summary}")
     print(f"First augmented batch saved as {picture}")
     return picture
 

@@ -116,7 +116,9 @@ def endpoint() -> str:
 @contextlib.contextmanager
 def http_timeouts(connect: float, read: float) -> Iterator[None]:
     """Give every HTTP request made inside the block connect and read timeouts: the official client
-    sends its API requests with none, so a server that accepts and never answers would hang it."""
+    sends its API requests with none, so a server that accepts and never answers would hang it.
+    requests has no public default timeout: the patch lasts only for the block (guarded by
+    tests/unit/test_upstream_seams.py)."""
     import requests.adapters
 
     original = requests.adapters.HTTPAdapter.send
@@ -191,7 +193,7 @@ class KaggleGateway:
         if warning:
             print(warning, file=sys.stderr)
         endpoint = os.environ.get(ENDPOINT_ENV)
-        if endpoint:
+        if endpoint:  # no public setting takes a URL; tests/unit/test_upstream_seams.py guards this one
             from kagglesdk import kaggle_env
 
             kaggle_env._env_to_endpoint[kaggle_env.KaggleEnv.PROD] = endpoint.rstrip("/")

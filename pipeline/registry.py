@@ -14,7 +14,6 @@ class Backbone:
     """One feature extractor: how to build it and what its inputs must look like."""
 
     name: str
-    default_image_size: int
     constructor: str  # attribute of keras.applications; "" for the from-scratch CNN
     # How [0, 255] RGB pixels become the backbone's inputs (keras.applications' preprocess_input):
     # x * scale + offset ("tf" mode: [-1, 1] is 1/127.5 and -1), or "caffe" (BGR, ImageNet mean
@@ -39,7 +38,6 @@ def _mobilenet(alpha: float) -> Backbone:
     code = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}[alpha]
     return Backbone(
         f"mobilenet-{alpha}",
-        224,
         "MobileNet",
         **TF_MODE,
         options=(("alpha", alpha),),
@@ -53,16 +51,14 @@ BACKBONES: dict[str, Backbone] = {
         *(
             Backbone(
                 f"efficientnetv2-{v}",
-                size,
                 f"EfficientNetV2{v.upper()}",
                 weights_file=f"efficientnetv2-{v}_notop.h5",
             )
-            for v, size in (("b0", 224), ("b1", 240), ("b2", 260), ("b3", 300), ("s", 384), ("m", 480))
+            for v in ("b0", "b1", "b2", "b3", "s", "m")
         ),
         *(
             Backbone(
                 f"resnet{depth}v2",
-                224,
                 f"ResNet{depth}V2",
                 **TF_MODE,
                 weights_file=f"resnet{depth}v2{_KERAS}_notop.h5",
@@ -72,26 +68,23 @@ BACKBONES: dict[str, Backbone] = {
         *(_mobilenet(alpha) for alpha in (0.25, 0.5, 0.75, 1.0)),
         Backbone(
             "mobilenetv2",
-            224,
             "MobileNetV2",
             **TF_MODE,
             weights_file=f"mobilenet_v2{_KERAS}_1.0_224_no_top.h5",
         ),
         Backbone(
             "mobilenetv3-small",
-            224,
             "MobileNetV3Small",
             weights_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
         ),
         Backbone(
             "mobilenetv3-large",
-            224,
             "MobileNetV3Large",
             weights_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         ),
-        Backbone("vgg16", 224, "VGG16", caffe=True, weights_file=f"vgg16{_KERAS}_notop.h5"),
-        Backbone("xception", 299, "Xception", **TF_MODE, weights_file=f"xception{_KERAS}_notop.h5"),
-        Backbone("small-cnn", 128, "", scale=1 / 255.0),
+        Backbone("vgg16", "VGG16", caffe=True, weights_file=f"vgg16{_KERAS}_notop.h5"),
+        Backbone("xception", "Xception", **TF_MODE, weights_file=f"xception{_KERAS}_notop.h5"),
+        Backbone("small-cnn", "", scale=1 / 255.0),
     ]
 }
 BACKBONE_NAMES: tuple[str, ...] = tuple(BACKBONES)

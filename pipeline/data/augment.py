@@ -10,6 +10,7 @@ from keras import KerasTensor, ops
 
 from pipeline.config import AugmentConfig
 
+# A private Keras API, used here only (tests/unit/test_upstream_seams.py fails loudly if it moves):
 try:  # Keras' base for layers that run inside tf.data under any backend (not exported as keras.layers)
     from keras.src.layers.preprocessing.data_layer import DataLayer
 except ImportError:  # Keras < 3.12

@@ -59,7 +59,7 @@ def save_grid(
 def preview_batches(
     train: pd.DataFrame, config: Config, competition: Competition, out_png: Path, batches: int = 3
 ) -> BatchReport:
-    """Draw `batches` augmented training batches, report on them and save the first as a grid."""
+    """Draw `batches` augmented training batches, describe them (a one-line summary) and save the first as a grid."""
     dataset = make_dataset(train, config, training=True, num_classes=len(competition.classes))
     start = time.perf_counter()
     seen = [(x.numpy(), y.numpy()) for x, y in dataset.take(batches)]

@@ -18,8 +18,6 @@ from PIL import Image, ImageDraw
 
 from pipeline.competitions import Competition
 
-BROKEN_FILES = 3  # per generated training set: empty, truncated, not an image
-
 
 def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
     """One RGB picture: a warm disc for label 1 (dog), a cool triangle for label 0 (cat)."""

@@ -288,13 +288,13 @@ def _model_inputs(config: Config, paths: list[Path]) -> np.ndarray:
 def _inside(
     page: Page, model, config: Config, validation: pd.DataFrame, images: dict[str, Path], out: Path
 ) -> None:
-    from pipeline.report.inside import feature_maps, first_conv_kernels, gradcam
+    from pipeline.report.inside import feature_maps, first_conv_filters, gradcam
 
-    kernels = first_conv_kernels(model)
-    if kernels is not None:
+    filters = first_conv_filters(model)
+    if filters is not None:
         page.image(
             "inside",
-            plots.filters_and_edges(kernels, out / "filters.png"),
+            plots.filters_and_edges(filters, out / "filters.png"),
             "first convolution's filters beside Prewitt and Sobel",
         )
     if not images:

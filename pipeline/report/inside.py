@@ -25,8 +25,8 @@ def spatial_layers(backbone: keras.Model) -> list[str]:
     return [layer.name for layer in backbone.layers[1:] if len(layer.output.shape) == 4]
 
 
-def first_conv_kernels(model: keras.Model) -> np.ndarray | None:
-    """The first convolution's kernels (k, k, 3, filters), or None when the backbone has none."""
+def first_conv_filters(model: keras.Model) -> np.ndarray | None:
+    """The first convolution's learned filters (k, k, 3, count), or None when the backbone has none."""
     for layer in model.get_layer(BACKBONE_LAYER).layers:
         if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
             return ops.convert_to_numpy(layer.kernel)

@@ -14,7 +14,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
 # The course's hand-made edge detectors, shown beside the filters the network learned.
-EDGE_KERNELS = {
+EDGE_FILTERS = {
     "Prewitt x": np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], float),
     "Prewitt y": np.array([[-1, -1, -1], [0, 0, 0], [1, 1, 1]], float),
     "Sobel x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float),
@@ -111,19 +111,19 @@ def image_grid(images: list[np.ndarray], captions: list[str], path: Path, column
     return _save(figure, path)
 
 
-def filters_and_edges(kernels: np.ndarray, path: Path, shown: int = 16) -> Path:
+def filters_and_edges(filters: np.ndarray, path: Path, shown: int = 16) -> Path:
     """The first convolution's filters (k x k x 3 -> colour tiles) beside Prewitt and Sobel."""
-    count = min(shown, kernels.shape[-1])
+    count = min(shown, filters.shape[-1])
     columns = 8
     rows = -(-count // columns) + 1
     figure, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.5 * rows), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, (name, kernel) in zip(axes[0], EDGE_KERNELS.items(), strict=False):
-        axis.imshow(kernel, cmap="gray")
+    for axis, (name, edge) in zip(axes[0], EDGE_FILTERS.items(), strict=False):
+        axis.imshow(edge, cmap="gray")
         axis.set_title(name, fontsize=8)
     for i in range(count):
-        tile = kernels[..., i]
+        tile = filters[..., i]
         tile = (tile - tile.min()) / (np.ptp(tile) or 1.0)
         axis = axes[1 + i // columns, i % columns]
         axis.imshow(

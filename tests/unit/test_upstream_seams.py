@@ -1,0 +1,37 @@
+"""The three private upstream APIs the pipeline relies on, each used in one place: these tests fail
+loudly, with what changed, when an upgrade of Keras, kagglesdk or requests moves them."""
+
+from __future__ import annotations
+
+import inspect
+
+
+def test_keras_data_layer_still_switches_backends_inside_tf_data() -> None:
+    import keras
+
+    from pipeline.data.augment import DataLayer, RandomAffine
+
+    assert issubclass(DataLayer, keras.layers.Layer), (
+        "keras.src DataLayer moved: see pipeline/data/augment.py"
+    )
+    layer = RandomAffine(0.1, 0.1, 0.1, seed=1)
+    assert hasattr(layer, "backend") and hasattr(layer, "_get_seed_generator"), "DataLayer's API changed"
+
+
+def test_kagglesdk_still_reads_the_endpoint_table_the_sandbox_sets() -> None:
+    from kagglesdk import kaggle_env
+
+    table = kaggle_env._env_to_endpoint  # set by pipeline.kaggle_api when PIPELINE_KAGGLE_ENDPOINT is
+    original = table[kaggle_env.KaggleEnv.PROD]
+    try:
+        table[kaggle_env.KaggleEnv.PROD] = "http://127.0.0.1:1"
+        assert kaggle_env.get_endpoint(kaggle_env.KaggleEnv.PROD) == "http://127.0.0.1:1"
+    finally:
+        table[kaggle_env.KaggleEnv.PROD] = original
+
+
+def test_requests_adapters_still_take_a_timeout_per_send() -> None:
+    import requests.adapters
+
+    parameters = inspect.signature(requests.adapters.HTTPAdapter.send).parameters
+    assert "timeout" in parameters and "stream" in parameters, "pipeline.kaggle_api.http_timeouts needs both"
