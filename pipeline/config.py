@@ -10,6 +10,7 @@ reads back).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import json
 import os
@@ -452,7 +453,11 @@ def _check_choices(config: Config) -> None:
         items = [v.strip() for v in str(value).split(",") if v.strip()] if spec.each else [value]
         wrong = [v for v in items if v not in spec.choices]
         if wrong or not items:
-            raise ConfigError(f"{spec.key} = {value!r}: choose from {', '.join(spec.choices)}")
+            close = difflib.get_close_matches(str(wrong[0]) if wrong else "", spec.choices, n=3, cutoff=0.5)
+            hint = (
+                f"did you mean {' or '.join(close)}?" if close else f"choose from {', '.join(spec.choices)}"
+            )
+            raise ConfigError(f"{spec.key} = {value!r}: {hint}")
 
 
 def _check_space(space: dict[str, str]) -> None:

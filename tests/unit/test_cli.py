@@ -117,3 +117,17 @@ def test_config_files_and_presets_set_the_defaults_of_flags(tmp_path: Path) -> N
     assert config.model.backbone == "small-cnn"
     flags = build_parser().parse_args(["train", "--no-flip", "--timeout", "2h"])
     assert config_from_args(flags).augment.flip is False and config_from_args(flags).tune.timeout == 7200
+
+
+def test_a_kernel_bundle_to_look_at_needs_no_credentials(kaggle_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    assert main(["kernel", "build", "--competition", "dogs-vs-cats-demo", "--out", str(out)]) == 0
+    metadata = json.loads((out / "kernel-metadata.json").read_text())
+    assert metadata["id"].startswith("your-kaggle-username/")
+
+
+def test_a_misspelt_choice_in_a_config_file_gets_the_closest_names(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text('[model]\nbackbone = "resnet5"\n')
+    with pytest.raises(ConfigError, match="did you mean resnet50v2"):
+        config_from_args(build_parser().parse_args(["train", "--config", str(toml)]))

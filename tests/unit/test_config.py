@@ -39,7 +39,7 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("model.backbone", "resnet9000", "choose from efficientnetv2-b0"),
+        ("model.backbone", "resnet9000", r"model\.backbone = .resnet9000"),
         ("predict.tta", "original,bogus", "predict.tta"),
         ("predict.tta", "", "predict.tta"),
         ("competition", "cats-vs-horses", "known: dogs-vs-cats"),
