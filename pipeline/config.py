@@ -370,7 +370,8 @@ def _coerce(value: Any, spec: Setting, where: str) -> Any:
     try:
         return spec.parse(value) if spec.parse else spec.kind(value)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: expected a {spec.kind.__name__}, got {value!r}") from error
+        kind = {int: "whole number", float: "number"}.get(spec.kind, spec.kind.__name__)
+        raise ConfigError(f"{where}: expected a {kind}, got {value!r}") from error
 
 
 def apply_settings(config: Config, values: dict[str, Any], source: str) -> Config:

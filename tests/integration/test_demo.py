@@ -28,8 +28,12 @@ def test_demo_runs_offline_end_to_end(kaggle_env: Path, tmp_path: Path, capsys) 
     assert "phase head epoch 1/8:" in out and "━" not in out  # one line per epoch in a log, no per-step bars
     report = tmp_path / "runs" / "dogs-vs-cats-demo" / "small-cnn-64px" / "report.html"
     assert out.rstrip().endswith(f"Report: {report}") and report.stat().st_size > 10_000
+    kept = [
+        tmp_path / "data" / "dogs-vs-cats-demo" / "dogs-vs-cats-demo.zip",
+        *(tmp_path / "runs" / "dogs-vs-cats-demo" / "small-cnn-64px").glob("fold-*/metrics.json"),
+    ]
+    before = [path.stat().st_mtime_ns for path in kept]
     assert main(args) == 0  # a second run reuses the download and the trained folds
-    again = capsys.readouterr().out
-    assert "already complete; skipping the download" in again and "not training again" in again
+    assert [path.stat().st_mtime_ns for path in kept] == before and len(kept) == 3
     assert len(pd.read_csv(tmp_path / "submissions" / "ledger.csv")) == 1  # the same file is not sent twice
     assert len(out.splitlines()) <= 60  # quiet by default: no configuration dump, one line per epoch

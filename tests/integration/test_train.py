@@ -167,4 +167,4 @@ def test_a_killed_run_resumes_and_a_finished_run_is_not_retrained(
     assert result.read_history()["epoch"].tolist() == [0, 1, 2, 3]
     again = Snapshots()
     train_holdout(config, demo, demo_index, callbacks=[again])
-    assert again.epochs == [] and "not training again" in capsys.readouterr().out
+    assert again.epochs == []  # a finished run is not trained again
