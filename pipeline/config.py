@@ -152,10 +152,13 @@ class TrainConfig:
     )
     fine_epochs: int = setting(5, "epochs of fine-tuning; 0 = none", flag="--epochs-fine")
     fine_learning_rate: float = setting(1e-4, "peak learning rate of fine-tuning", flag="--lr-fine")
-    unfreeze: float = setting(0.3, "top blocks to unfreeze: a fraction (< 1) or a count")
+    unfreeze: float = setting(0.3, "top blocks to unfreeze: a fraction (<= 1; 1 = all) or a count (> 1)")
     warmup_fraction: float = setting(0.1, "share of fine-tuning steps of linear warmup before cosine decay")
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     label_smoothing: float = setting(0.0, "label smoothing of the loss")
+    ema: bool = setting(
+        False, "keep an exponential moving average of the weights (Keras use_ema): validated and saved"
+    )
     patience: int = setting(3, "early-stopping patience in epochs (best weights restored)")
     time_budget: float = setting(
         0.0,

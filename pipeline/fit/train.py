@@ -85,7 +85,9 @@ def _compile(
     num_classes: int,
     jit_compile: bool,
 ) -> None:
-    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.train.weight_decay)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=learning_rate, weight_decay=config.train.weight_decay, use_ema=config.train.ema
+    )
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if num_classes == 2:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=config.train.label_smoothing)
@@ -157,6 +159,8 @@ def _fit_phase(
     """Fit one phase; return the epoch the timeline has reached after it."""
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run.backup_dir(phase)), delete_checkpoint=True),
+        # With EMA, validation, early stopping and the saved weights all see the averaged weights.
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema else []),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.train.patience, restore_best_weights=True, verbose=0
         ),

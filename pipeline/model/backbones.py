@@ -143,13 +143,14 @@ def layer_blocks(model: keras.Model) -> list[tuple[keras.layers.Layer, str]]:
 
 
 def unfreeze_top_blocks(model: keras.Model, amount: float) -> list[str]:
-    """Make the top blocks trainable (a fraction if < 1, else a count); BatchNormalization stays frozen.
+    """Make the top blocks trainable (a fraction if <= 1, so 1 is all; else a count); BatchNormalization
+    stays frozen.
 
     Returns the names of the blocks unfrozen, from the top down.
     """
     assigned = layer_blocks(model)
     blocks = list(dict.fromkeys(block for _, block in assigned))
-    count = math.ceil(amount * len(blocks)) if amount < 1 else int(amount)
+    count = math.ceil(amount * len(blocks)) if amount <= 1 else int(amount)
     chosen = set(blocks[len(blocks) - min(count, len(blocks)) :])
     model.trainable = True
     for layer in model.layers:

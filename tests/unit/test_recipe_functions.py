@@ -82,3 +82,15 @@ def test_every_declared_tta_view_is_implemented() -> None:
     assert parse_views(" original , hflip ") == ["original", "hflip"]
     with pytest.raises(ValueError, match="unknown TTA view"):
         parse_views("original,sideways")
+
+
+@pytest.mark.parametrize(("amount", "expected"), [(0.3, 5), (1.0, 14), (2.0, 2), (100.0, 14)])
+def test_unfreeze_takes_a_fraction_up_to_all_or_a_count(amount: float, expected: int) -> None:
+    from pipeline.model.backbones import build_feature_extractor, unfreeze_top_blocks
+    from pipeline.registry import get_backbone
+
+    backbone = build_feature_extractor(get_backbone("mobilenet-0.25"), 32, "none")
+    unfrozen = unfreeze_top_blocks(backbone, amount)
+    assert len(unfrozen) == expected  # MobileNet v1: stem and block1 .. block13
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
