@@ -46,6 +46,7 @@ def test_the_report_opens_whole_in_a_browser_with_every_section(
     config = tiny_config(
         tmp_path,
         paths__input_root=str(demo_archive_dir.parent),
+        paths__submissions_root=str(tmp_path / "submissions"),
         model__backbone="small-cnn",
         data__image_size=48,
         train__head_epochs=2,
@@ -76,7 +77,8 @@ def test_the_report_opens_whole_in_a_browser_with_every_section(
     ).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     assert 'data-broken="0"' in body and 'data-requests="0"' in body, body
-    assert int(re.search(r'data-images="(\d+)"', body).group(1)) >= 10
+    shown = int(re.search(r'data-images="(\d+)"', body).group(1))
+    assert shown == text.count("<img ") >= 8  # every figure drawn (galleries depend on the errors made)
     for key in SECTIONS:
         assert f'<section id="{key}">' in dom, key
     assert "Prewitt" in text and "Grad-CAM" in text and "resolved configuration" in text
