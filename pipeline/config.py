@@ -160,6 +160,10 @@ class TrainConfig:
         False, "keep an exponential moving average of the weights (Keras use_ema): validated and saved"
     )
     patience: int = setting(3, "early-stopping patience in epochs (best weights restored)")
+    refit: int = setting(
+        0,
+        "after the folds, this many models trained on all the images for the epochs the folds chose (0 = none)",
+    )
     time_budget: float = setting(
         0.0,
         "k-fold: start no fold past this many seconds (3h, 90m) when the longest fold would not fit; 0 = none",
@@ -178,6 +182,11 @@ class PredictConfig:
 
     run: str = setting("", "run folder under runs/<slug>/ to predict with; '' = the newest finished run")
     tta: str = setting("original,hflip", "comma-separated TTA views", choices=TTA_VIEWS, each=True)
+    ensemble: str = setting(
+        "all",
+        "models whose test predictions are averaged: all (folds and refits), folds, refit (if any)",
+        choices=("all", "folds", "refit"),
+    )
     average: str = setting(
         "auto",
         "averaging space; auto: the better on OOF predictions",
@@ -500,6 +509,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("train.validation_fraction must be in (0, 0.5)")
     if config.train.folds < 2:
         raise ConfigError("train.folds must be >= 2 (use `train --holdout` for a single split)")
+    if config.train.refit < 0:
+        raise ConfigError("train.refit must be >= 0")
     if config.train.head_epochs < 1 or config.train.fine_epochs < 0:
         raise ConfigError("train.head_epochs must be >= 1 and train.fine_epochs >= 0")
     if config.tune.workers < 1 or config.tune.trials < 1:

@@ -76,7 +76,8 @@ def preview(config: Config, batches: int = 3) -> Path:
 
 
 def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Run:
-    """Train the two-phase recipe on every stratified fold, or on one holdout split; return the run.
+    """Train the two-phase recipe on every stratified fold, or on one holdout split, then the
+    `train.refit` models on all the images; return the run.
 
     One command at a time per run folder: another one is refused with its holder's PID, or waited
     for with `wait`. The run's report is written after it unless `report_after` is False (for
@@ -87,6 +88,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
+    from pipeline.fit.refit import train_refits
     from pipeline.fit.train import train_holdout
 
     run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
@@ -94,6 +96,8 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
         run = (
             train_holdout(config, competition, found) if holdout else train_kfold(config, competition, found)
         )
+        if config.train.refit:  # models on all the images, for the epochs the folds chose
+            train_refits(config, competition, found, run)
     if report_after:
         report(config, run)
     return run

@@ -9,6 +9,7 @@ No other module spells a file name of a run (a test checks it); every file that 
 trusts is written whole to a temporary name, then renamed. No TensorFlow here: `submit`,
 `leaderboard` and `report`'s checks read runs without it.
 
+    <run>/fold-<k>/ refit-<k>/         k-fold: one member per fold; models refit on all the images
     <run>/config.json                  the resolved configuration the run was trained with
           state.json                   the phases finished so far (resume after an interruption)
           head.weights.h5 fine.weights.h5  the weights at the end of each phase
@@ -55,6 +56,7 @@ REPORT_DIR = "report"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
 FOLD_PREFIX = "fold-"
+REFIT_PREFIX = "refit-"
 FILE_NAMES = (  # a fitness test fails when a module outside this one spells any of these
     STATE,
     METRICS,
@@ -95,6 +97,7 @@ class PostProcessing:
     threshold: float | None = None  # hard-label submissions: the cut and the accuracy at it
     oof_accuracy_at_threshold: float | None = None
     oof_log_loss_by_space: dict[str, float] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)  # the members whose test predictions were averaged
 
     def cv_score(self, metric: str) -> float:
         """The run's out-of-fold score in `metric` after every post-processing step."""
@@ -129,6 +132,20 @@ class Run:
     def fold(self, k: int) -> Run:
         """The member run of fold k: <run>/fold-<k>/."""
         return Run(self.path / f"{FOLD_PREFIX}{k}")
+
+    def refit(self, k: int) -> Run:
+        """The k-th model refit on all the training images: <run>/refit-<k>/."""
+        return Run(self.path / f"{REFIT_PREFIX}{k}")
+
+    def refit_members(self) -> list[Run]:
+        """The finished refit models, in order."""
+        found = [Run(d) for d in self.path.glob(f"{REFIT_PREFIX}*") if (d / METRICS).is_file()]
+        return sorted(found, key=lambda r: int(r.name.removeprefix(REFIT_PREFIX)))
+
+    @property
+    def has_validation(self) -> bool:
+        """True for a member trained with validation images (a refit model has none)."""
+        return (self.path / VALIDATION).is_file()
 
     def members(self) -> list[Run]:
         """The finished models of this run: its finished folds in order, or itself if it is one."""

@@ -148,7 +148,7 @@ def _fit_phase(
     phase: str,
     model: keras.Model,
     train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
     first_epoch: int,
     epochs: int,
     run: Run,
@@ -161,8 +161,14 @@ def _fit_phase(
         keras.callbacks.BackupAndRestore(str(run.backup_dir(phase)), delete_checkpoint=True),
         # With EMA, validation, early stopping and the saved weights all see the averaged weights.
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema else []),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.train.patience, restore_best_weights=True, verbose=0
+        *(  # a refit model has no validation images: it trains for the epochs it is given
+            [
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=config.train.patience, restore_best_weights=True, verbose=0
+                )
+            ]
+            if val_ds is not None
+            else []
         ),
         keras.callbacks.CSVLogger(str(run.phase_history_path(phase)), append=True),
         keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
@@ -182,7 +188,14 @@ def _fit_phase(
     reached = history.epoch[-1] + 1 if history.epoch else first_epoch + epochs
     ran_from = history.epoch[0] + 1 if history.epoch else reached  # after a resume: the epochs run now
     losses = history.history.get("val_loss", [])
-    best = f"best val_loss {min(losses):.4f}" if losses else "resumed at its end"
+    final = history.history.get("loss", [])
+    best = (
+        f"best val_loss {min(losses):.4f}"
+        if losses
+        else f"loss {final[-1]:.4f}"
+        if final
+        else "resumed at its end"
+    )
     print(f"phase {phase}: epochs {ran_from}-{reached}, {best}, {time.perf_counter() - start:.0f} s")
     return reached
 
@@ -200,8 +213,12 @@ def uses_feature_cache(config: Config, pretrained: bool) -> bool:
 
 
 def _head_on_features(
-    classifier: Classifier, train: pd.DataFrame, validation: pd.DataFrame, config: Config, num_classes: int
-) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
+    classifier: Classifier,
+    train: pd.DataFrame,
+    validation: pd.DataFrame | None,
+    config: Config,
+    num_classes: int,
+) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset | None]:
     """The head alone (its layers shared with the classifier, so training it trains the classifier)
     and datasets of pooled backbone features: each image runs through the frozen backbone once
     ("bottleneck features") instead of once per epoch. Images are not augmented."""
@@ -209,7 +226,9 @@ def _head_on_features(
     extractor = keras.Model(classifier.model.input, dropout.input)
     start = time.perf_counter()
 
-    def features(frame: pd.DataFrame, shuffle: bool) -> tf.data.Dataset:
+    def features(frame: pd.DataFrame | None, shuffle: bool) -> tf.data.Dataset | None:
+        if frame is None:
+            return None
         images = make_dataset(frame[["path"]], config, training=False)
         values = np.asarray(extractor.predict(images, verbose=0), dtype=np.float32)
         dataset = tf.data.Dataset.from_tensor_slices((values, encode_labels(frame["label"], num_classes)))
@@ -219,9 +238,8 @@ def _head_on_features(
 
     train_features, val_features = features(train, shuffle=True), features(validation, shuffle=False)
     seconds = time.perf_counter() - start
-    print(
-        f"phase head: backbone features of {len(train) + len(validation):,} images, once, in {seconds:.0f} s"
-    )
+    count = len(train) + (0 if validation is None else len(validation))
+    print(f"phase head: backbone features of {count:,} images, once, in {seconds:.0f} s")
     inputs = keras.Input(tuple(dropout.input.shape[1:]), name="features")
     return keras.Model(inputs, output(dropout(inputs)), name="head"), train_features, val_features
 
@@ -243,9 +261,9 @@ class Setting:
     config: Config
     batched: Config  # the configuration with the global batch (per-device batch x replicas)
     train: pd.DataFrame
-    validation: pd.DataFrame
+    validation: pd.DataFrame | None  # None for a model refit on all the images
     train_ds: tf.data.Dataset
-    val_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset | None
     num_classes: int
     devices: DeviceSetup
     run: Run
@@ -279,7 +297,7 @@ def _prepare(
     config: Config,
     competition: Competition,
     train: pd.DataFrame,
-    validation: pd.DataFrame,
+    validation: pd.DataFrame | None,
     run: Run,
     callbacks: Sequence[keras.callbacks.Callback],
     verbose: int,
@@ -289,7 +307,8 @@ def _prepare(
     if config.data.deterministic and keras.backend.backend() == "tensorflow":
         tf.config.experimental.enable_op_determinism()  # JAX's CPU and TPU ops are deterministic already
     devices = setup_devices(config.train)
-    print(f"Run {run.name}: {len(train):,} training and {len(validation):,} validation images on {devices}")
+    validating = 0 if validation is None else len(validation)
+    print(f"Run {run.name}: {len(train):,} training and {validating:,} validation images on {devices}")
     num_classes = len(competition.classes)
     batched = dataclasses.replace(
         config, data=dataclasses.replace(config.data, batch_size=config.data.batch_size * devices.replicas)
@@ -300,7 +319,9 @@ def _prepare(
         train,
         validation,
         make_dataset(train, batched, training=True, num_classes=num_classes),
-        make_dataset(validation, batched, training=False, num_classes=num_classes),
+        None
+        if validation is None
+        else make_dataset(validation, batched, training=False, num_classes=num_classes),
         num_classes,
         devices,
         run,
@@ -340,7 +361,7 @@ def fine_tune(classifier: Classifier, setting: Setting, first_epoch: int) -> int
         "fine", classifier.model, setting.train_ds, setting.val_ds, first_epoch, config.train.fine_epochs
     )
     head_best, fine_best = _best_val_loss(run, "head"), _best_val_loss(run, "fine")
-    if fine_best > head_best:
+    if setting.validation is not None and fine_best > head_best:
         print(f"phase fine: best val_loss {fine_best:.4f} > head's {head_best:.4f}; keeping the head weights")
         classifier.model.load_weights(run.weights_path("head"))
     return reached
@@ -350,19 +371,22 @@ def evaluate(classifier: Classifier, setting: Setting, seconds_before: float) ->
     """Score the validation images and save the model, its predictions, the history and, last,
     the metrics that mark the run finished."""
     run, validation = setting.run, setting.validation
-    probabilities = predict_probabilities(classifier.model, setting.val_ds)
-    scores = binary_scores(validation["label"].to_numpy(), probabilities)
     classifier.model.save(run.model_path)
-    run.write_validation(
-        pd.DataFrame({"id": validation["id"], "label": validation["label"], "probability": probabilities})
-    )
     run.write_history(_history(run))
+    scores: dict[str, float] = {}
+    if validation is not None:
+        probabilities = predict_probabilities(classifier.model, setting.val_ds)
+        scores = binary_scores(validation["label"].to_numpy(), probabilities)
+        run.write_validation(
+            pd.DataFrame({"id": validation["id"], "label": validation["label"], "probability": probabilities})
+        )
     scores["seconds"] = round(time.perf_counter() - seconds_before, 1)
     run.write_metrics(scores)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "seconds")
     print(
-        "Validation: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "seconds")
-        + f"; total {scores['seconds']:.0f} s"
+        f"Validation: {shown}; total {scores['seconds']:.0f} s"
+        if shown
+        else f"Trained in {scores['seconds']:.0f} s"
     )
     return scores
 
@@ -371,12 +395,13 @@ def train_run(
     config: Config,
     competition: Competition,
     train: pd.DataFrame,
-    validation: pd.DataFrame,
+    validation: pd.DataFrame | None,
     run: Run,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | None = None,
 ) -> Run:
-    """Train `config`'s recipe on `train`, score on `validation`, and leave everything in `run`."""
+    """Train `config`'s recipe on `train`, score on `validation`, and leave everything in `run`.
+    Without validation images (a refit model) each phase runs its full epochs."""
     if run.is_finished:
         print(f"{run.path} is finished; not training again (delete the folder to retrain).")
         return run

@@ -44,8 +44,9 @@ def _images(frame: pd.DataFrame, config: Config) -> object:
 def member_predictions(
     member: Run, index: ImageIndex, config: Config, views: list[str]
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(validation rows, validation views x images, test views x images) of one member model; cached."""
-    validation = member.read_validation()
+    """(validation rows, validation views x images, test views x images) of one member model; cached.
+    A refit model has no validation images: no rows, (views, 0) predictions."""
+    validation = member.read_validation() if member.has_validation else pd.DataFrame({"id": [], "label": []})
     cache = member.tta_cache(views)
     if cache.is_file():
         try:
@@ -59,9 +60,11 @@ def member_predictions(
             )
             cache.unlink()
     model = keras.saving.load_model(member.model_path)
-    by_id = index.train.set_index(index.train["id"].astype(str))
-    validation_images = by_id.loc[validation["id"]].reset_index(drop=True)
-    validation_views = predict_views(model, _images(validation_images, config), views)
+    validation_views = np.zeros((len(views), 0))
+    if len(validation):
+        by_id = index.train.set_index(index.train["id"].astype(str))
+        validation_images = by_id.loc[validation["id"]].reset_index(drop=True)
+        validation_views = predict_views(model, _images(validation_images, config), views)
     test_views = predict_views(model, _images(index.test, config), views)
     write_atomically(cache, lambda path: np.savez(path, validation=validation_views, test=test_views))
     return validation, validation_views, test_views
@@ -70,19 +73,25 @@ def member_predictions(
 def predict_run(config: Config, competition: Competition, index: ImageIndex, run: Run) -> Prediction:
     """Average every member model of `run` under every view, post-process on its validation
     predictions, and save the test predictions and the post-processing choices in the run."""
-    members = run.members()
+    members, refits = run.members(), run.refit_members()
     if not members:
         raise NoModelsError(f"{run.path} has no finished model: train it first.")
+    ensemble = config.predict.ensemble
+    averaged = {"all": members + refits, "folds": members, "refit": refits or members}[ensemble]
     views = parse_views(config.predict.tta)
     print(
         f"Predicting {len(index.test):,} test images with run {run.name}: "
-        f"{len(members)} model(s) x {len(views)} view(s)"
+        f"{len(averaged)} model(s) ({', '.join(m.name for m in averaged)}) x {len(views)} view(s)"
     )
     oof_parts, test_members = [], []
-    for member in members:
+    for member in members:  # the out-of-fold predictions choose the post-processing
         validation, validation_views, test_views = member_predictions(member, index, config, views)
         oof_parts.append((validation, validation_views))
-        test_members.append(test_views)
+        if member in averaged:
+            test_members.append(test_views)
+    for member in refits:
+        if member in averaged:
+            test_members.append(member_predictions(member, index, config, views)[2])
     labels = np.concatenate([v["label"].to_numpy() for v, _ in oof_parts])
     oof_views = np.concatenate([views_ for _, views_ in oof_parts], axis=1)  # (views, oof images)
     space, space_losses = choose_space(oof_views, labels)
@@ -97,6 +106,7 @@ def predict_run(config: Config, competition: Competition, index: ImageIndex, run
         "oof_single_view": binary_scores(labels, oof_views[0]),
         "oof_with_tta": binary_scores(labels, oof),
         "oof_log_loss_by_space": space_losses,
+        "models": [m.name for m in averaged],
     }
     frame = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy()})
     if competition.submission_kind == "probability":

@@ -24,7 +24,7 @@ from pipeline.competitions import get_competition
 from pipeline.config import Config, apply_settings
 from pipeline.infer.postprocess import choose_clip, clip
 from pipeline.report import plots
-from pipeline.run import Run
+from pipeline.run import PostProcessing, Run
 
 SECTIONS = {
     "summary": "Summary",
@@ -120,7 +120,7 @@ def build_report(config: Config, run: Run) -> Path:
     labels, probabilities = validation["label"].to_numpy(), validation["probability"].to_numpy()
     chosen = run.read_postprocessing()
 
-    _summary(page, config, run, members, metrics)
+    _summary(page, config, run, members, metrics, chosen)
     histories = {m.name: h for m in members if (h := m.read_history()) is not None}
     page.image(
         "curves", plots.learning_curves(histories, out / "learning_curves.png"), "loss and accuracy per epoch"
@@ -165,7 +165,14 @@ def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
-def _summary(page: Page, config: Config, run: Run, members: list[Run], metrics: list[dict]) -> None:
+def _summary(
+    page: Page,
+    config: Config,
+    run: Run,
+    members: list[Run],
+    metrics: list[dict],
+    chosen: PostProcessing | None,
+) -> None:
     scores = run.read_cv_table()
     overall = (
         scores[scores["fold"].astype(str) == "all"].iloc[0].to_dict() if scores is not None else metrics[0]
@@ -174,7 +181,9 @@ def _summary(page: Page, config: Config, run: Run, members: list[Run], metrics: 
         "competition": config.competition,
         "backbone": config.model.backbone,
         "image size": f"{config.data.image_size} px",
-        "models": f"{len(members)} ({'k-fold' if members[0] != run else 'holdout'})",
+        "models": f"{len(members)} ({'k-fold' if members[0] != run else 'holdout'})"
+        + (f" + {len(run.refit_members())} refit on all the images" if run.refit_members() else ""),
+        "in the submission": ", ".join(chosen.models) if chosen and chosen.models else "predict has not run",
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
         **{k: f"{float(overall[k]):.4f}" for k in ("log_loss", "accuracy", "mcc", "roc_auc") if k in overall},
     }

@@ -16,10 +16,12 @@ from pipeline.competitions import Competition
 from pipeline.demo.sandbox import SandboxServer
 from pipeline.fit.cross_validation import train_kfold
 from pipeline.fit.metrics import binary_scores
+from pipeline.fit.refit import NoFoldsError, chosen_epochs, train_refits
 from pipeline.infer.postprocess import average
 from pipeline.infer.predict import predict_run
 from pipeline.infer.tta import predict_views
 from pipeline.kaggle_api import KaggleGateway, SubmissionUploadError
+from pipeline.run import Run
 from pipeline.submit.ledger import read_ledger
 from pipeline.submit.submission_file import SubmissionError, validate_submission
 from pipeline.submit.upload import show_leaderboard, submit_file
@@ -180,3 +182,24 @@ def test_an_invalid_file_is_never_uploaded_and_is_recorded(
     ledger = read_ledger(layout.ledger_path(config))
     assert ledger["status"].tolist() == ["invalid"]
     assert reason in ledger["note"].iloc[0] and len(ledger["note"].iloc[0]) <= 300
+
+
+def test_refit_models_train_on_every_image_and_join_the_ensemble(
+    tmp_path: Path, demo: Competition, demo_index: ImageIndex
+) -> None:
+    config = tiny_config(tmp_path, **SHORT, **QUICK, train__refit=1)
+    cv = train_kfold(config, demo, demo_index)
+    with pytest.raises(NoFoldsError):
+        train_refits(config, demo, demo_index, Run(tmp_path / "nothing"))
+    (refit,) = train_refits(config, demo, demo_index, cv)
+    assert refit == cv.refit(0) and refit.is_finished and not refit.has_validation
+    assert [m.name for m in cv.members()] == ["fold-0", "fold-1"]  # OOF still comes from the folds
+    assert refit.read_history()["epoch"].max() + 1 == sum(chosen_epochs(cv.members()).values())
+    every = predict_run(config, demo, demo_index, cv)
+    assert every.postprocessing.models == ["fold-0", "fold-1", "refit-0"]
+    folds_only = predict_run(
+        tiny_config(tmp_path, **SHORT, **QUICK, predict__ensemble="folds"), demo, demo_index, cv
+    )
+    assert folds_only.postprocessing.models == ["fold-0", "fold-1"]
+    assert folds_only.postprocessing.oof_with_tta == every.postprocessing.oof_with_tta
+    assert not np.allclose(folds_only.test["probability"], every.test["probability"])
