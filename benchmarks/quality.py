@@ -32,8 +32,9 @@ from benchmarks.photos import SHARED
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex, prepare_index
 from pipeline.competitions import get_competition
-from pipeline.config import Config, TrainConfig, load_config
+from pipeline.config import Config, load_config
 from pipeline.fit.cross_validation import train_kfold
+from pipeline.fit.refit import train_refits
 from pipeline.fit.train import train_holdout
 from pipeline.infer.predict import member_predictions, predict_run
 from pipeline.run import Run
@@ -56,10 +57,11 @@ def base_config(**values: object) -> Config:
         "model.backbone": "mobilenet-0.25",
         "model.weights": str(WEIGHTS),
         "data.image_size": 160,
-        "train.head_epochs": 6,
-        "train.fine_epochs": 4,
     }
     return load_config(overrides={**overrides, **values}, environ={})
+
+
+SIX_FOUR = {"train.head_epochs": 6, "train.fine_epochs": 4}  # the reference's epochs, for the middle rows
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -135,7 +137,6 @@ def reference(index: ImageIndex) -> tuple[np.ndarray, float]:
     return np.asarray(probabilities), seconds
 
 
-DEFAULTS = TrainConfig()
 FLIP_ONLY = {f"augment.{name}": 0.0 for name in ("rotation", "zoom", "translation", "contrast", "brightness")}
 STRONGER = {
     "augment.rotation": 0.1,
@@ -145,7 +146,7 @@ STRONGER = {
     "augment.brightness": 0.2,
 }
 ABLATIONS: dict[str, dict[str, object]] = {
-    f"defaults (unfreeze {DEFAULTS.unfreeze}, {DEFAULTS.head_epochs} head + {DEFAULTS.fine_epochs} fine epochs)": {},
+    "the default recipe": {},
     "unfreeze top 60% of blocks": {"train.unfreeze": 0.6},
     "unfreeze all blocks (BatchNormalization stays frozen)": {"train.unfreeze": 1.0},
     "6 head epochs": {"train.head_epochs": 6},
@@ -165,14 +166,19 @@ def ablations(
     """The default recipe on the holdout split (1,200 photos to train, 300 to validate), one change
     a row, `seeds` seeds each (the split moves with the seed): mean (min-max)."""
     competition = get_competition("dogs-vs-cats")
+    train, augment = base_config().train, base_config().augment
+    recipe = (
+        f"the default recipe for MobileNet (unfreeze {train.unfreeze}, {train.head_epochs} head + "
+        f"{train.fine_epochs} fine epochs, rotation {augment.rotation}, label smoothing {train.label_smoothing})"
+    )
     rows = []
     for number, (name, change) in enumerate(ABLATIONS.items()):
+        name = recipe if not change else name
         if only and only not in name:
             continue
         validation, test, accuracy, seconds = [], [], [], []
         for seed in range(seeds):
             config = base_config(**{
-                "train.head_epochs": DEFAULTS.head_epochs, "train.fine_epochs": DEFAULTS.fine_epochs,
                 "data.seed": 42 + seed, "train.run_name": f"ablation-{number}-seed{seed}", **change,
             })  # fmt: skip
             run, wall = timed(lambda config=config: train_holdout(config, competition, index))
@@ -197,6 +203,15 @@ def ablations(
             "test log loss / reference": f"{np.mean(test) / reference_loss:.2f}",
         })  # fmt: skip
     return rows
+
+
+def train_with_refits(config: Config, index: ImageIndex) -> Run:
+    """What `make train` does: the k folds, then the refit models."""
+    competition = get_competition("dogs-vs-cats")
+    run = train_kfold(config, competition, index)
+    if config.train.refit:
+        train_refits(config, competition, index, run)
+    return run
 
 
 def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> tuple[list[Row], float]:
@@ -247,7 +262,7 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
         "MobileNet 0.25 frozen only, head on features computed once",
         base_config(**frozen, **{"train.head_cache_features": True, "train.run_name": "features"}),
     )
-    short = {"train.head_epochs": 2, "train.fine_epochs": 1} if quick else {}
+    short = {"train.head_epochs": 2, "train.fine_epochs": 1} if quick else SIX_FOUR
     two_phase = base_config(**short, **{"train.run_name": "two-phase"})
     holdout("MobileNet 0.25 two-phase (holdout, one view)", two_phase)
     folds = 2 if quick else 3
@@ -259,6 +274,17 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
     chosen = tta.postprocessing
     name = f"+ TTA ({', '.join(chosen.views)}; {chosen.average} average) + OOF-chosen clip {chosen.clip}"
     results.append((name, tta.test["probability"].to_numpy(), seconds))
+
+    quick_recipe = {"train.folds": 2, **short} if quick else {}
+    recipe = base_config(**quick_recipe, **{"train.run_name": "default-recipe"})
+    run, seconds = timed(lambda: train_with_refits(recipe, index))
+    prediction, predict_seconds = timed(lambda: predict_run(recipe, competition, index, run))
+    chosen = prediction.postprocessing
+    name = (
+        f"default recipe: `train` + `predict`, no other flag ({recipe.train.folds} folds + "
+        f"{recipe.train.refit} refit, {len(chosen.views)} views, clip {chosen.clip})"
+    )
+    results.append((name, prediction.test["probability"].to_numpy(), seconds + predict_seconds))
 
     base_loss = scores(results[0][1], test_labels)[0]
     rows = []

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
-from pipeline.registry import BACKBONE_NAMES
+from pipeline.registry import BACKBONE_NAMES, BACKBONES
 
 KAGGLE_NOTEBOOK_ENV = "KAGGLE_KERNEL_RUN_TYPE"
 DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"
@@ -550,15 +550,22 @@ def load_config(
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
-    """Build the run's configuration: code defaults < KERAS_BACKEND < Kaggle notebook paths < files,
-    in order < flags."""
+    """Build the run's configuration: code defaults < the backbone family's recipe defaults (the
+    registry) < KERAS_BACKEND < Kaggle notebook paths < files, in order < flags."""
     environment = dict(os.environ) if environ is None else environ
-    config = apply_settings(Config(), environment_defaults(environment), "the environment")
-    config = apply_settings(config, kaggle_notebook_overrides(environment), "Kaggle notebook paths")
     sources = [] if files is None else files if isinstance(files, list) else [files]
-    for source in sources:
-        path, values = read_config_file(source)
-        config = apply_settings(config, values, str(path))
-    if overrides:
-        config = apply_settings(config, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    layers = [(read_config_file(source)) for source in sources]
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+    def build(base: Config) -> Config:
+        config = apply_settings(base, environment_defaults(environment), "the environment")
+        config = apply_settings(config, kaggle_notebook_overrides(environment), "Kaggle notebook paths")
+        for path, values in layers:
+            config = apply_settings(config, values, str(path))
+        return apply_settings(config, flags, "command line") if flags else config
+
+    config = build(Config())
+    family = BACKBONES.get(config.model.backbone)
+    if family is not None and family.recipe:  # the backbone is known only once everything is read
+        config = build(apply_settings(Config(), dict(family.recipe), f"{family.name}'s recipe defaults"))
     return validate(config)

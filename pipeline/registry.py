@@ -23,6 +23,9 @@ class Backbone:
     caffe: bool = False
     options: tuple[tuple[str, float], ...] = ()  # constructor keywords, e.g. (("alpha", 0.25),)
     weights_file: str = ""  # the notop file keras.applications downloads for these weights
+    # The family's recipe defaults, measured (README "Quality ladder"): dotted settings that replace
+    # the code defaults for this backbone, under any file or flag.
+    recipe: tuple[tuple[str, object], ...] = ()
 
     @property
     def pretrained(self) -> bool:
