@@ -161,7 +161,7 @@ class TrainConfig:
     )
     patience: int = setting(3, "early-stopping patience in epochs (best weights restored)")
     refit: int = setting(
-        0,
+        1,
         "after the folds, this many models trained on all the images for the epochs the folds chose (0 = none)",
     )
     time_budget: float = setting(
