@@ -14,6 +14,7 @@ through `layout` and `run`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,12 +93,14 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     from pipeline.fit.train import train_holdout
 
     run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
+    budget = config.train.time_budget
+    deadline = time.monotonic() + budget if budget else None
     with exclusive(run_dir, "training", wait=wait):
         run = (
             train_holdout(config, competition, found) if holdout else train_kfold(config, competition, found)
         )
         if config.train.refit:  # models on all the images, for the epochs the folds chose
-            train_refits(config, competition, found, run)
+            train_refits(config, competition, found, run, deadline=deadline)
     if report_after:
         report(config, run)
     return run

@@ -10,6 +10,7 @@ the averaging space, the clip value and the threshold.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 import keras
@@ -55,8 +56,12 @@ def train_refits(
     index: ImageIndex,
     run: Run,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    deadline: float | None = None,
 ) -> list[Run]:
-    """Train `train.refit` models on every training image (finished ones are kept); return them."""
+    """Train `train.refit` models on every training image (finished ones are kept); return them.
+
+    With a `deadline` (time.monotonic() seconds), no refit is started that would not end before it,
+    judged by the longest fold scaled to all the images (a Kaggle session ends at its limit)."""
     members = [m for m in run.members() if m.has_validation]
     if not members:
         raise NoFoldsError(
@@ -67,8 +72,17 @@ def train_refits(
         f"Refit: {config.train.refit} model(s) on all {len(index.train):,} images, "
         f"{epochs['head']} head + {epochs['fine']} fine epochs (the folds' median best)"
     )
+    held_out = max(len(m.read_validation()) for m in members)
+    scale = len(index.train) / max(1, len(index.train) - held_out)  # a refit sees every image
+    expected = max(m.read_metrics().get("seconds", 0.0) for m in members) * scale
     refits = []
     for k in range(config.train.refit):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left < expected and not run.refit(k).is_finished:
+            print(
+                f"Time budget: {left:.0f} s left, a refit takes about {expected:.0f} s; {k} refit model(s)."
+            )
+            break
         refit = dataclasses.replace(
             config,
             data=dataclasses.replace(config.data, seed=config.data.seed + 1 + k),

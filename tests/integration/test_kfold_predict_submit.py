@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import keras
@@ -203,3 +204,12 @@ def test_refit_models_train_on_every_image_and_join_the_ensemble(
     assert folds_only.postprocessing.models == ["fold-0", "fold-1"]
     assert folds_only.postprocessing.oof_with_tta == every.postprocessing.oof_with_tta
     assert not np.allclose(folds_only.test["probability"], every.test["probability"])
+
+
+def test_no_refit_starts_past_the_time_budget(
+    tmp_path: Path, demo: Competition, demo_index: ImageIndex
+) -> None:
+    config = tiny_config(tmp_path, **SHORT, **QUICK, train__refit=2)
+    cv = train_kfold(config, demo, demo_index)
+    assert train_refits(config, demo, demo_index, cv, deadline=time.monotonic() + 0.001) == []
+    assert cv.refit_members() == []
