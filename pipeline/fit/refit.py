@@ -19,7 +19,8 @@ import numpy as np
 from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.config import Config
-from pipeline.fit.train import PHASES, train_run
+from pipeline.fit.phases import PHASES
+from pipeline.fit.train import train_run
 from pipeline.run import Run
 
 

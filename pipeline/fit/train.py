@@ -18,7 +18,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -33,38 +33,20 @@ from pipeline.config import Config
 from pipeline.data.augment import augments
 from pipeline.data.input_pipeline import encode_labels, make_dataset
 from pipeline.fit.metrics import binary_scores
+from pipeline.fit.phases import (
+    Phases,
+    best_val_loss,
+    compile_model,
+    fine_tune_schedule,
+    fit_phase,
+    fit_verbosity,
+    phase_history,
+)
 from pipeline.fit.splits import holdout_split
 from pipeline.model.backbones import unfreeze_top_blocks
 from pipeline.model.classifier import HEAD_DROPOUT, OUTPUT, Classifier, build_classifier
 from pipeline.model.devices import DeviceSetup, setup_devices
 from pipeline.run import Run
-
-PHASES = ("head", "fine")
-
-
-def fit_verbosity(interactive: bool) -> int:
-    """1: Keras' per-step progress bar on a terminal; 2: one plain line per epoch in a log file."""
-    return 1 if interactive else 2
-
-
-class EpochLine(keras.callbacks.Callback):
-    """One plain line per epoch, for logs (Keras' own verbose=2 takes two and shows every metric)."""
-
-    def __init__(self, phase: str):
-        super().__init__()
-        self.phase, self.started = phase, 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        shown = ", ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "val_loss", "val_accuracy") if k in logs)
-        seconds = time.perf_counter() - self.started
-        print(
-            f"phase {self.phase} epoch {epoch + 1}/{self.params['epochs']}: {shown} ({seconds:.0f} s)",
-            flush=True,
-        )
 
 
 def train_holdout(
@@ -76,134 +58,6 @@ def train_holdout(
     """Train one run on the stratified holdout split into runs/<competition>/<run name>-holdout/."""
     train, validation = holdout_split(config, index)
     return train_run(config, competition, train, validation, Run(layout.holdout_run_dir(config)), callbacks)
-
-
-def _compile(
-    model: keras.Model,
-    config: Config,
-    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
-    num_classes: int,
-    jit_compile: bool,
-) -> None:
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate, weight_decay=config.train.weight_decay, use_ema=config.train.ema
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    if num_classes == 2:
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.train.label_smoothing)
-        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
-    else:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing)
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=metrics,
-        jit_compile=jit_compile,
-        steps_per_execution=config.train.steps_per_execution,
-    )
-
-
-def fine_tune_schedule(config: Config, steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warmup to fine_learning_rate over warmup_fraction of `steps`, then cosine decay."""
-    warmup = int(config.train.warmup_fraction * steps)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.train.fine_learning_rate / 100
-        if warmup
-        else config.train.fine_learning_rate,
-        decay_steps=max(1, steps - warmup),
-        warmup_target=config.train.fine_learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
-
-
-class Phases:
-    """Resuming, in one place: which phases of a run are done, and the epoch each reached.
-
-    A done phase is skipped and its end-of-phase weights loaded; an unfinished one runs (and
-    resumes mid-way from Keras' BackupAndRestore checkpoint); its weights and the epoch it reached
-    are saved once it ends."""
-
-    def __init__(self, run: Run, model: keras.Model):
-        self.run, self.model, self.state = run, model, run.read_state()
-
-    def run_phase(self, phase: str, fit: Callable[[], int]) -> int:
-        """Run `fit` (which returns the epoch reached) unless `phase` is done; return that epoch."""
-        if phase in self.state:
-            self.model.load_weights(self.run.weights_path(phase))
-            return self.state[phase]
-        reached = fit()
-        self.model.save_weights(self.run.weights_path(phase))
-        self.state = {**self.state, phase: reached}
-        self.run.write_state(self.state)
-        return reached
-
-    @property
-    def reached(self) -> int:
-        """The epoch the timeline has reached so far."""
-        return max(self.state.values(), default=0)
-
-
-def _fit_phase(
-    phase: str,
-    model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset | None,
-    first_epoch: int,
-    epochs: int,
-    run: Run,
-    config: Config,
-    extra: Sequence[keras.callbacks.Callback],
-    verbose: int,
-) -> int:
-    """Fit one phase; return the epoch the timeline has reached after it."""
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run.backup_dir(phase)), delete_checkpoint=True),
-        # With EMA, validation, early stopping and the saved weights all see the averaged weights.
-        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema else []),
-        *(  # a refit model has no validation images: it trains for the epochs it is given
-            [
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=config.train.patience, restore_best_weights=True, verbose=0
-                )
-            ]
-            if val_ds is not None
-            else []
-        ),
-        keras.callbacks.CSVLogger(str(run.phase_history_path(phase)), append=True),
-        keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
-        *([EpochLine(phase)] if verbose == 2 else []),
-        *extra,
-    ]
-    start = time.perf_counter()
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        initial_epoch=first_epoch,
-        epochs=first_epoch + epochs,
-        callbacks=callbacks,
-        verbose=1 if verbose == 1 else 0,
-        shuffle=False,  # the tf.data pipeline shuffles
-    )
-    reached = history.epoch[-1] + 1 if history.epoch else first_epoch + epochs
-    ran_from = history.epoch[0] + 1 if history.epoch else reached  # after a resume: the epochs run now
-    losses = history.history.get("val_loss", [])
-    final = history.history.get("loss", [])
-    best = (
-        f"best val_loss {min(losses):.4f}"
-        if losses
-        else f"loss {final[-1]:.4f}"
-        if final
-        else "resumed at its end"
-    )
-    print(f"phase {phase}: epochs {ran_from}-{reached}, {best}, {time.perf_counter() - start:.0f} s")
-    return reached
-
-
-def _history(run: Run) -> pd.DataFrame:
-    frames = [run.read_phase_history(phase).assign(phase=phase) for phase in PHASES]
-    frames = [frame for frame in frames if len(frame)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def uses_feature_cache(config: Config, pretrained: bool) -> bool:
@@ -244,11 +98,6 @@ def _head_on_features(
     return keras.Model(inputs, output(dropout(inputs)), name="head"), train_features, val_features
 
 
-def _best_val_loss(run: Run, phase: str) -> float:
-    losses = run.read_phase_history(phase).get("val_loss", pd.Series(dtype=float))
-    return float(losses.min()) if len(losses) else math.inf
-
-
 def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     """P(positive class) for every image of an evaluation dataset, in order."""
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)[:, -1]
@@ -275,11 +124,11 @@ class Setting:
     ) -> None:
         """Compile `model` with the recipe's optimizer, loss and metrics on these devices."""
         with self.devices.scope():
-            _compile(model, self.config, learning_rate, self.num_classes, self.devices.jit_compile)
+            compile_model(model, self.config, learning_rate, self.num_classes, self.devices.jit_compile)
 
     def fit(self, phase: str, model: keras.Model, train_ds, val_ds, first_epoch: int, epochs: int) -> int:
         """Fit one phase of this run; return the epoch reached."""
-        return _fit_phase(
+        return fit_phase(
             phase,
             model,
             train_ds,
@@ -360,7 +209,7 @@ def fine_tune(classifier: Classifier, setting: Setting, first_epoch: int) -> int
     reached = setting.fit(
         "fine", classifier.model, setting.train_ds, setting.val_ds, first_epoch, config.train.fine_epochs
     )
-    head_best, fine_best = _best_val_loss(run, "head"), _best_val_loss(run, "fine")
+    head_best, fine_best = best_val_loss(run, "head"), best_val_loss(run, "fine")
     if setting.validation is not None and fine_best > head_best:
         print(f"phase fine: best val_loss {fine_best:.4f} > head's {head_best:.4f}; keeping the head weights")
         classifier.model.load_weights(run.weights_path("head"))
@@ -372,7 +221,7 @@ def evaluate(classifier: Classifier, setting: Setting, seconds_before: float) ->
     the metrics that mark the run finished."""
     run, validation = setting.run, setting.validation
     classifier.model.save(run.model_path)
-    run.write_history(_history(run))
+    run.write_history(phase_history(run))
     scores: dict[str, float] = {}
     if validation is not None:
         probabilities = predict_probabilities(classifier.model, setting.val_ds)
