@@ -77,8 +77,8 @@ def preview(config: Config, batches: int = 3) -> Path:
 
 
 def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Run:
-    """Train the two-phase recipe on every stratified fold, or on one holdout split, then the
-    `train.refit` models on all the images; return the run.
+    """Train the two-phase recipe on every stratified fold, then the `train.refit` models on all
+    the images; or on one holdout split alone (the quick iteration); return the run.
 
     One command at a time per run folder: another one is refused with its holder's PID, or waited
     for with `wait`. The run's report is written after it unless `report_after` is False (for
@@ -99,7 +99,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
         run = (
             train_holdout(config, competition, found) if holdout else train_kfold(config, competition, found)
         )
-        if config.train.refit:  # models on all the images, for the epochs the folds chose
+        if config.train.refit and not holdout:  # models on all the images, for the epochs the folds chose
             train_refits(config, competition, found, run, deadline=deadline)
     if report_after:
         report(config, run)

@@ -31,10 +31,8 @@ RECIPE = {
     "model.backbone": "mobilenet-0.25",
     "data.image_size": 160,
     "data.validation_workers": 2,
-    "train.head_epochs": 6,
-    "train.fine_epochs": 4,
     "train.patience": 3,
-}
+}  # epochs and unfreezing: MobileNet's measured recipe defaults (pipeline/registry.py)
 
 
 def mini_with_real_weights(tmp_path: Path, **values: object) -> tuple[Config, Path]:
@@ -73,7 +71,7 @@ def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
     test_log_loss = log_loss(solution["label"], probabilities)
     print(f"test accuracy {test_accuracy:.3f}, log loss {test_log_loss:.3f}")
     assert len(scored) == 502
-    assert test_accuracy >= 0.90 and test_log_loss <= 0.25
+    assert test_accuracy >= 0.92 and test_log_loss <= 0.185  # the recipe measured 0.153-0.167 (one view)
 
     head_only = build_classifier(config, num_classes=2).model  # fine-tuning must not make it worse
     head_only.load_weights(result.weights_path("head"))
