@@ -205,6 +205,13 @@ def ablations(
     return rows
 
 
+def clipped(c: float | None) -> str:
+    """How predict post-processed: dogs-vs-cats takes hard labels, so its probabilities are not clipped."""
+    return (
+        f" + OOF-chosen clip {c}" if c is not None else ", probabilities unclipped (hard-label competition)"
+    )
+
+
 def train_with_refits(config: Config, index: ImageIndex) -> Run:
     """What `make train` does: the k folds, then the refit models."""
     competition = get_competition("dogs-vs-cats")
@@ -272,7 +279,7 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
     results.append((f"MobileNet 0.25 {folds}-fold ensemble (one view)", one_view, seconds))
     tta = predict_run(kfold, competition, index, cv)  # what `make predict` submits
     chosen = tta.postprocessing
-    name = f"+ TTA ({', '.join(chosen.views)}; {chosen.average} average) + OOF-chosen clip {chosen.clip}"
+    name = f"+ TTA ({', '.join(chosen.views)}; {chosen.average} average){clipped(chosen.clip)}"
     results.append((name, tta.test["probability"].to_numpy(), seconds))
 
     quick_recipe = {"train.folds": 2, **short} if quick else {}
@@ -282,7 +289,7 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
     chosen = prediction.postprocessing
     name = (
         f"default recipe: `train` + `predict`, no other flag ({recipe.train.folds} folds + "
-        f"{recipe.train.refit} refit, {len(chosen.views)} views, clip {chosen.clip})"
+        f"{recipe.train.refit} refit, {len(chosen.views)} views{clipped(chosen.clip)})"
     )
     results.append((name, prediction.test["probability"].to_numpy(), seconds + predict_seconds))
 
