@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
+import filelock
 import pandas as pd
+
+from pipeline.atomic import write_atomically
 
 COLUMNS = [
     "time",
@@ -48,15 +52,23 @@ def already_submitted(ledger: pd.DataFrame, competition: str, digest: str) -> pd
     return None if same.empty else same.iloc[-1]
 
 
+def update_ledger(path: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """Read, change and save the ledger as one step: commands running at once wait for each other
+    (a lock file beside it), and the file is written whole, then renamed. Returns the new ledger."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(path) + ".lock"):
+        ledger = change(read_ledger(path))
+        write_atomically(path, lambda partial: ledger.to_csv(partial, index=False))
+    return ledger
+
+
 def record(path: Path, row: dict) -> pd.DataFrame:
     """Append one submission attempt (failed ones too) and save; returns the ledger."""
-    ledger = read_ledger(path)
     entry = {column: str(row.get(column, "")) for column in COLUMNS}
     entry["time"] = entry["time"] or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ledger = pd.concat([ledger, pd.DataFrame([entry], dtype=str)], ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ledger.to_csv(path, index=False)
-    return ledger
+    return update_ledger(
+        path, lambda ledger: pd.concat([ledger, pd.DataFrame([entry], dtype=str)], ignore_index=True)
+    )
 
 
 def merge_remote(ledger: pd.DataFrame, remote: list[dict], competition: str) -> pd.DataFrame:

@@ -11,7 +11,15 @@ from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.kaggle_api import KaggleError, KaggleGateway
 from pipeline.run import Run
-from pipeline.submit.ledger import already_submitted, file_digest, merge_remote, read_ledger, readable, record
+from pipeline.submit.ledger import (
+    already_submitted,
+    file_digest,
+    merge_remote,
+    read_ledger,
+    readable,
+    record,
+    update_ledger,
+)
 from pipeline.submit.submission_file import (
     NOTE_CHARS,
     SubmissionError,
@@ -132,8 +140,9 @@ def record_kernel_submission(
 def show_leaderboard(config: Config, competition: Competition, gateway: KaggleGateway) -> pd.DataFrame:
     """Fetch scores, merge them into the ledger, print it, show the rank; return this competition's rows."""
     remote = gateway.submissions(competition.slug)
-    ledger = merge_remote(read_ledger(layout.ledger_path(config)), remote, competition.slug)
-    ledger.to_csv(layout.ledger_path(config), index=False)
+    ledger = update_ledger(
+        layout.ledger_path(config), lambda rows: merge_remote(rows, remote, competition.slug)
+    )
     mine = ledger[ledger["competition"] == competition.slug]
     columns = ["time", "run", "cv_score", "public_score", "private_score", "status", "file"]
     print(f"Submissions to {competition.slug} ({layout.ledger_path(config)}):")
