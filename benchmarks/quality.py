@@ -132,8 +132,8 @@ def reference(index: ImageIndex) -> tuple[np.ndarray, float]:
     """The hand-written script's test probabilities and wall time."""
     paths = index.train["path"].astype(str).tolist()
     test = index.test["path"].astype(str).tolist()
-    run = lambda: handwritten.train_and_predict(paths, index.train["label"].to_numpy(), test, WEIGHTS)  # noqa: E731
-    probabilities, seconds = timed(run)
+    labels = index.train["label"].to_numpy()
+    probabilities, seconds = timed(lambda: handwritten.train_and_predict(paths, labels, test, WEIGHTS))
     return np.asarray(probabilities), seconds
 
 
@@ -166,7 +166,8 @@ def ablations(
     """The default recipe on the holdout split (1,200 photos to train, 300 to validate), one change
     a row, `seeds` seeds each (the split moves with the seed): mean (min-max)."""
     competition = get_competition("dogs-vs-cats")
-    train, augment = base_config().train, base_config().augment
+    base = base_config()
+    train, augment = base.train, base.augment
     recipe = (
         f"the default recipe for MobileNet (unfreeze {train.unfreeze}, {train.head_epochs} head + "
         f"{train.fine_epochs} fine epochs, rotation {augment.rotation}, label smoothing {train.label_smoothing})"

@@ -554,7 +554,7 @@ def load_config(
     registry) < KERAS_BACKEND < Kaggle notebook paths < files, in order < flags."""
     environment = dict(os.environ) if environ is None else environ
     sources = [] if files is None else files if isinstance(files, list) else [files]
-    layers = [(read_config_file(source)) for source in sources]
+    layers = [read_config_file(source) for source in sources]
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
 
     def build(base: Config) -> Config:

@@ -104,7 +104,7 @@ def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.nd
 
 
 @dataclass(frozen=True)
-class Setting:
+class TrainingContext:
     """What every phase of one run shares: its images as datasets, devices, and how to log."""
 
     config: Config
@@ -150,7 +150,7 @@ def _prepare(
     run: Run,
     callbacks: Sequence[keras.callbacks.Callback],
     verbose: int,
-) -> Setting:
+) -> TrainingContext:
     """Seeds, devices and datasets of a run."""
     keras.utils.set_random_seed(config.data.seed)
     if config.data.deterministic and keras.backend.backend() == "tensorflow":
@@ -162,7 +162,7 @@ def _prepare(
     batched = dataclasses.replace(
         config, data=dataclasses.replace(config.data, batch_size=config.data.batch_size * devices.replicas)
     )
-    return Setting(
+    return TrainingContext(
         config,
         batched,
         train,
@@ -179,18 +179,18 @@ def _prepare(
     )
 
 
-def fit_head(classifier: Classifier, setting: Setting) -> int:
+def fit_head(classifier: Classifier, context: TrainingContext) -> int:
     """Phase "head": the backbone frozen (the small CNN trains whole), the head at a high learning
     rate; on backbone features computed once when nothing augments. Returns the epoch reached."""
-    config = setting.config
+    config = context.config
     classifier.backbone.trainable = not classifier.spec.pretrained
-    model, train_ds, val_ds = classifier.model, setting.train_ds, setting.val_ds
+    model, train_ds, val_ds = classifier.model, context.train_ds, context.val_ds
     if uses_feature_cache(config, classifier.spec.pretrained):
         model, train_ds, val_ds = _head_on_features(
-            classifier, setting.train, setting.validation, setting.batched, setting.num_classes
+            classifier, context.train, context.validation, context.batched, context.num_classes
         )
-    setting.compile(model, config.train.head_learning_rate)
-    return setting.fit("head", model, train_ds, val_ds, 0, config.train.head_epochs)
+    context.compile(model, config.train.head_learning_rate)
+    return context.fit("head", model, train_ds, val_ds, 0, config.train.head_epochs)
 
 
 def unfreeze_model(classifier: Classifier, config: Config) -> None:
@@ -199,32 +199,32 @@ def unfreeze_model(classifier: Classifier, config: Config) -> None:
     print(f"phase fine: unfreezing {len(blocks)} block(s): {', '.join(blocks)}")
 
 
-def fine_tune(classifier: Classifier, setting: Setting, first_epoch: int) -> int:
+def fine_tune(classifier: Classifier, context: TrainingContext, first_epoch: int) -> int:
     """Phase "fine": the unfrozen blocks and the head at a low learning rate (warmup, cosine decay).
     When fine-tuning never beats the head phase on validation loss, the head's weights are kept.
     Returns the epoch reached."""
-    config, run = setting.config, setting.run
-    steps = config.train.fine_epochs * math.ceil(len(setting.train) / setting.batched.data.batch_size)
-    setting.compile(classifier.model, fine_tune_schedule(config, steps))
-    reached = setting.fit(
-        "fine", classifier.model, setting.train_ds, setting.val_ds, first_epoch, config.train.fine_epochs
+    config, run = context.config, context.run
+    steps = config.train.fine_epochs * math.ceil(len(context.train) / context.batched.data.batch_size)
+    context.compile(classifier.model, fine_tune_schedule(config, steps))
+    reached = context.fit(
+        "fine", classifier.model, context.train_ds, context.val_ds, first_epoch, config.train.fine_epochs
     )
     head_best, fine_best = best_val_loss(run, "head"), best_val_loss(run, "fine")
-    if setting.validation is not None and fine_best > head_best:
+    if context.validation is not None and fine_best > head_best:
         print(f"phase fine: best val_loss {fine_best:.4f} > head's {head_best:.4f}; keeping the head weights")
         classifier.model.load_weights(run.weights_path("head"))
     return reached
 
 
-def evaluate(classifier: Classifier, setting: Setting, seconds_before: float) -> dict[str, float]:
+def evaluate(classifier: Classifier, context: TrainingContext, seconds_before: float) -> dict[str, float]:
     """Score the validation images and save the model, its predictions, the history and, last,
     the metrics that mark the run finished."""
-    run, validation = setting.run, setting.validation
+    run, validation = context.run, context.validation
     classifier.model.save(run.model_path)
     run.write_history(phase_history(run))
     scores: dict[str, float] = {}
     if validation is not None:
-        probabilities = predict_probabilities(classifier.model, setting.val_ds)
+        probabilities = predict_probabilities(classifier.model, context.val_ds)
         scores = binary_scores(validation["label"].to_numpy(), probabilities)
         run.write_validation(
             pd.DataFrame({"id": validation["id"], "label": validation["label"], "probability": probabilities})
@@ -257,14 +257,14 @@ def train_run(
     started = time.perf_counter()
     run.save_config(config)
     verbose = fit_verbosity(sys.stdout.isatty()) if verbose is None else verbose
-    setting = _prepare(config, competition, train, validation, run, callbacks, verbose)
-    with setting.devices.scope():
-        classifier = build_classifier(config, setting.num_classes)
+    context = _prepare(config, competition, train, validation, run, callbacks, verbose)
+    with context.devices.scope():
+        classifier = build_classifier(config, context.num_classes)
     phases = Phases(run, classifier.model)
 
-    phases.run_phase("head", lambda: fit_head(classifier, setting))
+    phases.run_phase("head", lambda: fit_head(classifier, context))
     if classifier.spec.pretrained and config.train.fine_epochs > 0:
         unfreeze_model(classifier, config)
-        phases.run_phase("fine", lambda: fine_tune(classifier, setting, phases.reached))
-    evaluate(classifier, setting, started)
+        phases.run_phase("fine", lambda: fine_tune(classifier, context, phases.reached))
+    evaluate(classifier, context, started)
     return run

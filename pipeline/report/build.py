@@ -182,7 +182,7 @@ def _summary(
         "backbone": config.model.backbone,
         "image size": f"{config.data.image_size} px",
         "models": f"{len(members)} ({'k-fold' if members[0] != run else 'holdout'})"
-        + (f" + {len(run.refit_members())} refit on all the images" if run.refit_members() else ""),
+        + (f" + {len(refits)} refit on all the images" if (refits := run.refit_members()) else ""),
         "in the submission": ", ".join(chosen.models) if chosen and chosen.models else "predict has not run",
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
         **{k: f"{float(overall[k]):.4f}" for k in ("log_loss", "accuracy", "mcc", "roc_auc") if k in overall},
