@@ -29,6 +29,8 @@ trusts is written whole to a temporary name, then renamed. No TensorFlow here: `
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,6 +303,20 @@ class Run:
     def report_dir(self) -> Path:
         """report/: the page's pictures."""
         return self.path / REPORT_DIR
+
+    def report_draft_dir(self) -> Path:
+        """An empty folder for the pictures of a report being built (published by `publish_report`)."""
+        draft = self.path / f".{REPORT_DIR}.partial"
+        shutil.rmtree(draft, ignore_errors=True)
+        draft.mkdir(parents=True)
+        return draft
+
+    def publish_report(self, page: str) -> Path:
+        """Replace report/ by the draft's pictures (none of an earlier report's left behind), then
+        write report.html; return the page's path."""
+        shutil.rmtree(self.report_dir, ignore_errors=True)
+        os.replace(self.path / f".{REPORT_DIR}.partial", self.report_dir)
+        return write_text(self.report_page, page)
 
     def cv_score(self, metric: str) -> float | None:
         """The run's post-processed out-of-fold (holdout: validation) score, once predict has run."""

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline import layout
-from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
 from pipeline.config import Config, apply_settings
 from pipeline.infer.postprocess import choose_clip, clip
@@ -54,8 +53,7 @@ img {{ max-width: 100%; }} section {{ margin-bottom: 2.2em; }} .note {{ color: #
 class Page:
     """The report being written: sections of HTML with images embedded and saved beside."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self) -> None:
         self.parts: dict[str, list[str]] = {key: [] for key in SECTIONS}
 
     def add(self, section: str, markup: str) -> None:
@@ -114,7 +112,8 @@ def build_report(config: Config, run: Run) -> Path:
         raise FileNotFoundError(f"{run.path} has no finished model to report on: train it first.")
     config = _run_config(members[0], config)
     competition = get_competition(config.competition)
-    page, out = Page(run.report_dir), run.report_dir
+    out = run.report_draft_dir()
+    page = Page()
     metrics = [m.read_metrics() for m in members]
     validation = pd.concat([m.read_validation().assign(member=m.name) for m in members], ignore_index=True)
     labels, probabilities = validation["label"].to_numpy(), validation["probability"].to_numpy()
@@ -156,7 +155,7 @@ def build_report(config: Config, run: Run) -> Path:
     _model_section(page, model, config, out)
     _inside(page, model, config, validation, images, out)
     _extras(page, config, out)
-    return write_text(run.report_page, page.render(f"{competition.title}: run {run.name}"))
+    return run.publish_report(page.render(f"{competition.title}: run {run.name}"))
 
 
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:

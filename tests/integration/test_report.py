@@ -39,22 +39,21 @@ def chromium() -> str:
     return found
 
 
-def test_the_report_opens_whole_in_a_browser_with_every_section(
-    tmp_path: Path, demo: Competition, demo_archive_dir: Path, demo_index: ImageIndex
-) -> None:
-    browser = chromium()
-    config = tiny_config(
-        tmp_path,
-        paths__input_root=str(demo_archive_dir.parent),
-        paths__submissions_root=str(tmp_path / "submissions"),
-        model__backbone="small-cnn",
-        data__image_size=48,
-        train__head_epochs=2,
-    )
-    flow.train(config, holdout=True)  # writes the report at the end
-    page = next(tmp_path.glob("runs/*/*/report.html"))
+def path_without(tmp_path: Path, program: str) -> str:
+    """A PATH with every program of today's PATH except `program` (linked into one folder)."""
+    folder = tmp_path / f"path-without-{program}"
+    folder.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        for tool in Path(directory).glob("*") if Path(directory).is_dir() else ():
+            target = folder / tool.name
+            if tool.name != program and not target.exists() and os.access(tool, os.X_OK):
+                target.symlink_to(tool)
+    return str(folder)
+
+
+def open_in_browser(browser: str, page: Path) -> tuple[str, str, int]:
+    """(DOM, <body> attributes, images shown) of the report opened in headless Chromium."""
     text = page.read_text()
-    assert not re.search(r"""(src|href)=["']?https?:""", text)  # nothing to fetch from elsewhere
     probed = page.with_name("probed.html")  # the report's policy also forbids scripts: let the probe run
     probed.write_text(
         text.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';").replace(
@@ -76,13 +75,42 @@ def test_the_report_opens_whole_in_a_browser_with_every_section(
         timeout=120,
     ).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-broken="0"' in body and 'data-requests="0"' in body, body
-    shown = int(re.search(r'data-images="(\d+)"', body).group(1))
-    assert shown == text.count("<img ") >= 8  # every figure drawn (galleries depend on the errors made)
-    for key in SECTIONS:
-        assert f'<section id="{key}">' in dom, key
-    assert "Prewitt" in text and "Grad-CAM" in text and "resolved configuration" in text
-    assert len(list((page.parent / "report").glob("*.png"))) == shown  # each figure also beside the page
+    return dom, body, int(re.search(r'data-images="(\d+)"', body).group(1))
+
+
+def test_the_report_opens_whole_in_a_browser_with_every_section(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    demo: Competition,
+    demo_archive_dir: Path,
+    demo_index: ImageIndex,
+) -> None:
+    browser = chromium()
+    config = tiny_config(
+        tmp_path,
+        paths__input_root=str(demo_archive_dir.parent),
+        paths__submissions_root=str(tmp_path / "submissions"),
+        model__backbone="small-cnn",
+        data__image_size=48,
+        train__head_epochs=2,
+    )
+    run = flow.train(config, holdout=True)  # writes the report at the end
+    page = run.report_page
+    for graphviz in ("as installed", "hidden"):  # the page is whole with or without Graphviz's dot
+        if graphviz == "hidden":
+            monkeypatch.setenv("PATH", path_without(tmp_path, "dot"))
+            flow.report(config, run)
+        text = page.read_text()
+        assert not re.search(r"""(src|href)=["']?https?:""", text)  # nothing to fetch from elsewhere
+        dom, body, shown = open_in_browser(browser, page)
+        assert 'data-broken="0"' in body and 'data-requests="0"' in body, (graphviz, body)
+        assert shown == text.count("<img ") >= 8  # every figure drawn (galleries depend on the errors)
+        for key in SECTIONS:
+            assert f'<section id="{key}">' in dom, (graphviz, key)
+        assert "Prewitt" in text and "Grad-CAM" in text and "resolved configuration" in text
+        figures = {p.name for p in run.report_dir.glob("*.png")}
+        assert len(figures) == shown, graphviz  # each figure also beside the page
+    assert "model.png" not in figures and "Total params" in text  # no diagram: the summary instead
 
 
 def one_half_model(half: str) -> keras.Model:
