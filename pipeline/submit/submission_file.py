@@ -89,6 +89,10 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
         raise SubmissionError(f"{len(missing)} id(s) of the test set are missing, e.g. {missing[:5]}")
     if extra:
         raise SubmissionError(f"{len(extra)} id(s) are not in the test set, e.g. {extra[:5]}")
+    if pd.api.types.is_bool_dtype(table[label_col]):
+        raise SubmissionError(
+            f"{label_col} holds true/false, not numbers: write probabilities or class numbers"
+        )
     values = pd.to_numeric(table[label_col], errors="coerce")
     if values.isna().any():
         bad = table.loc[values.isna(), id_col].astype(str).tolist()[:5]

@@ -8,7 +8,12 @@ import pytest
 
 from pipeline.competitions import get_competition
 from pipeline.submit.ledger import COLUMNS, merge_remote, read_ledger, record
-from pipeline.submit.submission_file import SubmissionError, build_submission, validate_submission
+from pipeline.submit.submission_file import (
+    SubmissionError,
+    build_submission,
+    read_submission,
+    validate_submission,
+)
 
 SAMPLE = pd.DataFrame({"id": [1, 2, 3], "label": [0.5, 0.5, 0.5]})
 
@@ -22,11 +27,20 @@ SAMPLE = pd.DataFrame({"id": [1, 2, 3], "label": [0.5, 0.5, 0.5]})
         (pd.DataFrame({"id": [1, 2, 3], "label": [0.1, 1.5, 0.3]}), "outside"),
         (pd.DataFrame({"ID": [1, 2, 3], "label": [0.1, 0.2, 0.3]}), "header"),
         (pd.DataFrame({"id": [1, 2, 4], "label": [0.1, 0.2, 0.3]}), "missing"),
+        (pd.DataFrame({"id": [1, 2, 3], "label": [True, False, True]}), "true/false"),
     ],
 )
 def test_broken_submissions_are_refused(broken: pd.DataFrame, message: str) -> None:
     with pytest.raises(SubmissionError, match=message):
         validate_submission(broken, SAMPLE, get_competition("dogs-vs-cats-redux-kernels-edition"))
+
+
+@pytest.mark.parametrize("slug", ["dogs-vs-cats-redux-kernels-edition", "dogs-vs-cats"])
+def test_a_label_column_of_true_and_false_is_refused_for_both_formats(tmp_path, slug: str) -> None:
+    path = tmp_path / "submission.csv"
+    path.write_text("id,label\n1,True\n2,False\n3,True\n")
+    with pytest.raises(SubmissionError, match="true/false"):
+        validate_submission(read_submission(path), SAMPLE, get_competition(slug))
 
 
 def test_hard_labels_for_accuracy_competitions() -> None:
