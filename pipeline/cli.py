@@ -82,7 +82,8 @@ def add_config_flags(
             title = f"[{spec.section}] " if spec.section else ""
             groups[spec.section] = parser.add_argument_group(title + section_title(spec.section))
         target = groups[spec.section] if shown else parser
-        text = f"{spec.help} ({spec.key}, default: {spec.default!r})" if shown else argparse.SUPPRESS
+        allowed = f", {spec.within.describe()}" if spec.within else ""
+        text = f"{spec.help} ({spec.key}, default: {spec.default!r}{allowed})" if shown else argparse.SUPPRESS
         if spec.kind is bool:
             target.add_argument(
                 spec.flag, dest=spec.key, action=argparse.BooleanOptionalAction, default=None, help=text

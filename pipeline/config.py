@@ -58,13 +58,55 @@ def setting(
     each: bool = False,
     flag: str | None = None,
     parse: Callable[[str], Any] | None = None,
+    within: str | None = None,
 ) -> Any:
     """Declare one setting. `choices`: allowed values (`each`: of every comma-separated item);
-    `flag`: its command-line name when not `--<name>`; `parse`: how text becomes the value."""
-    metadata = {"help": help, "choices": choices, "each": each, "flag": flag, "parse": parse}
+    `flag`: its command-line name when not `--<name>`; `parse`: how text becomes the value;
+    `within`: the numbers allowed, as an interval such as "[0, 1)" or "(0, inf)"."""
+    if within is not None:
+        Interval.parse(within)  # a malformed declaration fails at import, not in a user's run
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "each": each,
+        "flag": flag,
+        "parse": parse,
+        "within": within,
+    }
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The numbers a setting allows: [low, high] with either end open; inf for no bound."""
+
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        """The interval written as "[0, 1)", "(0, inf)", "[1, inf)"."""
+        low, high = (float(part) for part in text[1:-1].split(","))
+        if text[0] not in "[(" or text[-1] not in ")]" or low > high:
+            raise ValueError(f"{text!r} is not an interval such as [0, 1) or (0, inf)")
+        return cls(low, high, text[0] == "(", text[-1] == ")")
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        """In words: 'above 0', 'at least 1', 'in [0, 1)'."""
+        if self.high == float("inf"):
+            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        return (
+            f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,20 +125,22 @@ class PathsConfig:
 class DataConfig:
     """How images become batches."""
 
-    image_size: int = setting(224, "square side of model inputs in pixels")
+    image_size: int = setting(224, "square side of model inputs in pixels", within="[8, 4096]")
     resize_mode: str = setting(
         "crop",
         "keep the aspect ratio by centre crop or letterbox, or stretch",
         choices=("crop", "pad", "stretch"),
     )
     cache: str = setting("memory", "cache of resized uint8 images", choices=("memory", "disk", "none"))
-    batch_size: int = setting(32, "images per batch (per device)")
-    shuffle_buffer: int = setting(2048, "images in the shuffle buffer")
-    seed: int = setting(42, "random seed of splits, shuffling, augmentation and initial weights")
+    batch_size: int = setting(32, "images per batch (per device)", within="[1, inf)")
+    shuffle_buffer: int = setting(2048, "images in the shuffle buffer", within="[0, inf)")
+    seed: int = setting(
+        42, "random seed of splits, shuffling, augmentation and initial weights", within="[0, 4294967295]"
+    )
     deterministic: bool = setting(
         False, "identical batches on every run (augmentation runs serially: slower)"
     )
-    validation_workers: int = setting(8, "threads that validate images while indexing")
+    validation_workers: int = setting(8, "threads that validate images while indexing", within="[1, inf)")
 
 
 @dataclass(frozen=True)
@@ -110,18 +154,23 @@ class AugmentConfig:
         flag="--augment-where",
     )
     flip: bool = setting(True, "random horizontal flips")
-    rotation: float = setting(0.05, "random rotation, as a fraction of a full turn")
-    zoom: float = setting(0.1, "random zoom, as a fraction of the side")
-    translation: float = setting(0.1, "random translation, as a fraction of the side")
-    contrast: float = setting(0.1, "random contrast factor")
-    brightness: float = setting(0.1, "random brightness factor")
-    crop: float = setting(0.0, "fraction of the side cut by RandomCrop (centre crop at evaluation)")
-    randaugment_magnitude: float = setting(
-        0.0, "RandAugment magnitude in [0, 1]; 0 = off", flag="--randaugment"
+    rotation: float = setting(0.05, "random rotation, as a fraction of a full turn", within="[0, 1]")
+    zoom: float = setting(0.1, "random zoom, as a fraction of the side", within="[0, 1)")
+    translation: float = setting(0.1, "random translation, as a fraction of the side", within="[0, 1)")
+    contrast: float = setting(0.1, "random contrast factor", within="[0, 1]")
+    brightness: float = setting(0.1, "random brightness factor", within="[0, 1]")
+    crop: float = setting(
+        0.0, "fraction of the side cut by RandomCrop (centre crop at evaluation)", within="[0, 0.5)"
     )
-    randaugment_ops: int = setting(2, "RandAugment operations per image")
-    mixup_alpha: float = setting(0.0, "MixUp alpha; 0 = off", flag="--mixup")
-    cutmix_alpha: float = setting(0.0, "CutMix alpha; 0 = off", flag="--cutmix")
+    randaugment_magnitude: float = setting(
+        0.0,
+        "RandAugment magnitude in [0, 1]; 0 = off",
+        flag="--randaugment",
+        within="[0, 1]",
+    )
+    randaugment_ops: int = setting(2, "RandAugment operations per image", within="[1, inf)")
+    mixup_alpha: float = setting(0.0, "MixUp alpha; 0 = off", flag="--mixup", within="[0, inf)")
+    cutmix_alpha: float = setting(0.0, "CutMix alpha; 0 = off", flag="--cutmix", within="[0, inf)")
 
 
 @dataclass(frozen=True)
@@ -132,7 +181,7 @@ class ModelConfig:
     weights: str = setting(
         "imagenet", "imagenet | none | path to a weights file (Kaggle: an attached dataset)"
     )
-    dropout: float = setting(0.2, "dropout before the output layer")
+    dropout: float = setting(0.2, "dropout before the output layer", within="[0, 1)")
 
 
 @dataclass(frozen=True)
@@ -140,40 +189,56 @@ class TrainConfig:
     """Two-phase transfer learning: head on a frozen backbone, then fine-tuning of the top blocks."""
 
     run_name: str = setting("", "folder name under runs/<slug>/; '' = <backbone>-<size>px")
-    folds: int = setting(5, "stratified folds of `train` (`train --holdout` trains one split)")
-    validation_fraction: float = setting(
-        0.2, "validation share of the holdout split (fold 0 of 1/fraction folds)"
+    folds: int = setting(
+        5, "stratified folds of `train` (`train --holdout` trains one split)", within="[2, inf)"
     )
-    head_epochs: int = setting(3, "epochs with the backbone frozen", flag="--epochs-head")
-    head_learning_rate: float = setting(1e-3, "learning rate of the head phase", flag="--lr-head")
+    validation_fraction: float = setting(
+        0.2,
+        "validation share of the holdout split (fold 0 of 1/fraction folds)",
+        within="(0, 0.5)",
+    )
+    head_epochs: int = setting(3, "epochs with the backbone frozen", flag="--epochs-head", within="[1, inf)")
+    head_learning_rate: float = setting(
+        1e-3, "learning rate of the head phase", flag="--lr-head", within="(0, inf)"
+    )
     head_cache_features: bool = setting(
         False,
         "head phase on backbone features computed once, images unaugmented (always when augmentation is off)",
     )
-    fine_epochs: int = setting(5, "epochs of fine-tuning; 0 = none", flag="--epochs-fine")
-    fine_learning_rate: float = setting(1e-4, "peak learning rate of fine-tuning", flag="--lr-fine")
-    unfreeze: float = setting(0.3, "top blocks to unfreeze: a fraction (<= 1; 1 = all) or a count (> 1)")
-    warmup_fraction: float = setting(0.1, "share of fine-tuning steps of linear warmup before cosine decay")
-    weight_decay: float = setting(1e-4, "AdamW weight decay")
-    label_smoothing: float = setting(0.0, "label smoothing of the loss")
+    fine_epochs: int = setting(5, "epochs of fine-tuning; 0 = none", flag="--epochs-fine", within="[0, inf)")
+    fine_learning_rate: float = setting(
+        1e-4, "peak learning rate of fine-tuning", flag="--lr-fine", within="(0, inf)"
+    )
+    unfreeze: float = setting(
+        0.3, "top blocks to unfreeze: a fraction (<= 1; 1 = all) or a count (> 1)", within="(0, inf)"
+    )
+    warmup_fraction: float = setting(
+        0.1, "share of fine-tuning steps of linear warmup before cosine decay", within="[0, 1)"
+    )
+    weight_decay: float = setting(1e-4, "AdamW weight decay", within="[0, inf)")
+    label_smoothing: float = setting(0.0, "label smoothing of the loss", within="[0, 0.5)")
     ema: bool = setting(
         False, "keep an exponential moving average of the weights (Keras use_ema): validated and saved"
     )
-    patience: int = setting(3, "early-stopping patience in epochs (best weights restored)")
+    patience: int = setting(3, "early-stopping patience in epochs (best weights restored)", within="[0, inf)")
     refit: int = setting(
         1,
         "after the folds, this many models trained on all the images for the epochs the folds chose (0 = none)",
+        within="[0, inf)",
     )
     time_budget: float = setting(
         0.0,
         "k-fold: start no fold past this many seconds (3h, 90m) when the longest fold would not fit; 0 = none",
         parse=duration,
+        within="[0, inf)",
     )
     mixed_precision: str = setting(
         "auto", "auto: float16 on GPU, bfloat16 on TPU, off on CPU", choices=("auto", "on", "off")
     )
     jit_compile: str = setting("auto", "XLA; auto: on for GPU/TPU, off on CPU", choices=("auto", "on", "off"))
-    steps_per_execution: int = setting(1, "batches per compiled call (more: less overhead on TPU)")
+    steps_per_execution: int = setting(
+        1, "batches per compiled call (more: less overhead on TPU)", within="[1, inf)"
+    )
 
 
 @dataclass(frozen=True)
@@ -217,9 +282,11 @@ class TuneConfig:
 
     study: str = setting("recipe", "Optuna study name (continued if it exists)")
     storage: str = setting("", "Optuna storage URL; '' = a journal file under runs/<slug>/tune/")
-    trials: int = setting(20, "trials per worker and per invocation")
-    timeout: float = setting(0.0, "time limit per worker: 3h, 90m, 600; 0 = none", parse=duration)
-    workers: int = setting(1, "parallel worker processes on this machine")
+    trials: int = setting(20, "trials per worker and per invocation", within="[1, inf)")
+    timeout: float = setting(
+        0.0, "time limit per worker: 3h, 90m, 600; 0 = none", parse=duration, within="[0, inf)"
+    )
+    workers: int = setting(1, "parallel worker processes on this machine", within="[1, inf)")
     pruner: str = setting("median", "pruning of bad trials", choices=("median", "hyperband", "none"))
     # TOML table [tune.space]: "<section>.<setting>" = "choice:a,b" | "int:lo:hi" | "float:lo:hi" |
     # "log:lo:hi" (log-uniform). The table replaces this default space as a whole.
@@ -287,6 +354,7 @@ class Setting:
     each: bool
     flag: str
     parse: Callable[[str], Any] | None
+    within: Interval | None  # the numbers allowed
 
 
 def _section_classes() -> dict[str, type]:
@@ -321,6 +389,7 @@ def _settings_of(cls: type, section: str) -> Iterator[Setting]:
             each=meta["each"],
             flag=meta["flag"] or "--" + f.name.replace("_", "-"),
             parse=meta["parse"],
+            within=Interval.parse(meta["within"]) if meta["within"] else None,
         )
 
 
@@ -375,9 +444,9 @@ def _coerce(value: Any, spec: Setting, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table of dotted setting names, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
-    if spec.kind is int and (
-        isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())
-    ):
+    if spec.kind in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if spec.kind is int and isinstance(value, float) and not value.is_integer():
         raise ConfigError(f"{where}: expected a whole number, got {value!r}")
     try:
         return spec.parse(value) if spec.parse else spec.kind(value)
@@ -473,6 +542,14 @@ def _check_choices(config: Config) -> None:
             raise ConfigError(f"{spec.key} = {value!r}: {hint}")
 
 
+def _check_ranges(config: Config) -> None:
+    values = config.to_dict()
+    for spec in settings():
+        value = values[spec.section][spec.name] if spec.section else values[spec.name]
+        if spec.within is not None and value not in spec.within:
+            raise ConfigError(f"{spec.key} = {value!r}: must be {spec.within.describe()}")
+
+
 def _check_space(space: dict[str, str]) -> None:
     known = settings_by_key()
     for key, spec in space.items():
@@ -482,6 +559,9 @@ def _check_space(space: dict[str, str]) -> None:
                 "such as 'model.backbone' or 'train.head_learning_rate'"
             )
         kind, values = parse_space_entry(key, spec)
+        within = known[key].within
+        if within is not None and any(isinstance(v, str) or v not in within for v in values):
+            raise ConfigError(f"tune.space[{key!r}] = {spec!r}: {key} must be {within.describe()}")
         choices = known[key].choices
         if kind == "choice" and choices and not known[key].each:
             wrong = [v for v in values if v not in choices]
@@ -496,25 +576,16 @@ def validate(config: Config) -> Config:
     except KeyError as error:
         raise ConfigError(str(error.args[0])) from error
     _check_choices(config)
+    _check_ranges(config)
     _check_space(config.tune.space)
-    if config.data.image_size < 8 or config.data.batch_size < 1:
-        raise ConfigError("data.image_size must be >= 8 and data.batch_size >= 1")
-    if not 0.0 <= config.augment.crop < 0.5:
-        raise ConfigError(f"augment.crop = {config.augment.crop}: use a fraction in [0, 0.5)")
+    backbone = BACKBONES[config.model.backbone]
+    if config.data.image_size < backbone.min_image_size:
+        raise ConfigError(
+            f"data.image_size = {config.data.image_size}: {backbone.name} needs at least "
+            f"{backbone.min_image_size} px"
+        )
     if config.augment.crop > 0 and config.augment.where == "model":
         raise ConfigError("augment.crop needs augment.where = 'pipeline' (the model takes fixed-size images)")
-    if not 0.0 <= config.augment.randaugment_magnitude <= 1.0:
-        raise ConfigError("augment.randaugment_magnitude must be in [0, 1]")
-    if not 0.0 < config.train.validation_fraction < 0.5:
-        raise ConfigError("train.validation_fraction must be in (0, 0.5)")
-    if config.train.folds < 2:
-        raise ConfigError("train.folds must be >= 2 (use `train --holdout` for a single split)")
-    if config.train.refit < 0:
-        raise ConfigError("train.refit must be >= 0")
-    if config.train.head_epochs < 1 or config.train.fine_epochs < 0:
-        raise ConfigError("train.head_epochs must be >= 1 and train.fine_epochs >= 0")
-    if config.tune.workers < 1 or config.tune.trials < 1:
-        raise ConfigError("tune.workers and tune.trials must be >= 1")
     return config
 
 

@@ -84,9 +84,11 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     for with `wait`. The run's report is written after it unless `report_after` is False (for
     callers that write it once prediction has run)."""
     from pipeline.acquire.index import prepare_index
+    from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
+    check_split(config, found, holdout)
     load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.refit import train_refits
@@ -163,9 +165,11 @@ def leaderboard(config: Config) -> None:
 def tune(config: Config, worker_index: int | None = None) -> None:
     """Search the recipe with Optuna: `tune.workers` processes on one study, resumable at will."""
     from pipeline.acquire.index import prepare_index
+    from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
+    check_split(config, found, holdout=True)  # every trial trains on the holdout split
     load_tensorflow()
     from pipeline.fit.tune import (
         fail_interrupted_trials,

@@ -26,6 +26,7 @@ class Backbone:
     # The family's recipe defaults, measured (README "Quality ladder"): dotted settings that replace
     # the code defaults for this backbone, under any file or flag.
     recipe: tuple[tuple[str, object], ...] = ()
+    min_image_size: int = 32  # the smallest input keras.applications builds without its top
 
     @property
     def pretrained(self) -> bool:
@@ -93,8 +94,10 @@ BACKBONES: dict[str, Backbone] = {
             weights_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         ),
         Backbone("vgg16", "VGG16", caffe=True, weights_file=f"vgg16{_KERAS}_notop.h5"),
-        Backbone("xception", "Xception", **TF_MODE, weights_file=f"xception{_KERAS}_notop.h5"),
-        Backbone("small-cnn", "", scale=1 / 255.0),
+        Backbone(
+            "xception", "Xception", **TF_MODE, weights_file=f"xception{_KERAS}_notop.h5", min_image_size=71
+        ),
+        Backbone("small-cnn", "", scale=1 / 255.0, min_image_size=8),
     ]
 }
 BACKBONE_NAMES: tuple[str, ...] = tuple(BACKBONES)

@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
 
 
 def assign_folds(train: pd.DataFrame, n_splits: int, seed: int) -> pd.DataFrame:
@@ -42,6 +42,23 @@ def load_or_assign_folds(train: pd.DataFrame, n_splits: int, seed: int, path: Pa
     return pd.Series(table["fold"].to_numpy(), index=train.index)
 
 
+def holdout_folds(config: Config) -> int:
+    """k of the k-fold split whose fold 0 is the holdout validation set (1 / validation_fraction)."""
+    return max(2, round(1 / config.train.validation_fraction))
+
+
+def check_split(config: Config, index: ImageIndex, holdout: bool) -> None:
+    """Refuse, before any work, a split with more folds than the smallest class has images."""
+    k = holdout_folds(config) if holdout else config.train.folds
+    counts = index.train["label"].value_counts()
+    if len(counts) and counts.min() < k:
+        setting = "train.validation_fraction" if holdout else "train.folds"
+        raise ConfigError(
+            f"{setting} asks for {k} folds, but class {counts.idxmin()} has only {counts.min()} training "
+            f"image(s): use at most {counts.min()} folds"
+        )
+
+
 def kfold_assignment(config: Config, index: ImageIndex) -> pd.Series:
     """The fold of every training image under the configured k-fold split (train.folds)."""
     k = config.train.folds
@@ -50,6 +67,6 @@ def kfold_assignment(config: Config, index: ImageIndex) -> pd.Series:
 
 def holdout_split(config: Config, index: ImageIndex) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation): fold 0 of the saved stratified k-fold split with k = 1 / validation_fraction."""
-    k = max(2, round(1 / config.train.validation_fraction))
+    k = holdout_folds(config)
     folds = load_or_assign_folds(index.train, k, config.data.seed, layout.folds_file(config, k))
     return index.train[folds != 0], index.train[folds == 0]

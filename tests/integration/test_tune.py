@@ -115,11 +115,11 @@ def test_pruning_stops_a_clearly_worse_trial(
 def test_a_trial_that_raises_is_recorded_as_failed(
     tmp_path: Path, demo: Competition, demo_index: ImageIndex
 ) -> None:
-    space = {**SPACE, "data.image_size": "choice:48,4"}  # 4 px is refused when the trial is configured
-    config = tiny_config(tmp_path, tune__trials=2, tune__space=space, **QUIET)
+    space = {**SPACE, "model.backbone": "choice:small-cnn,xception"}  # Xception needs 71 px at least:
+    config = tiny_config(tmp_path, tune__trials=2, tune__space=space, **QUIET)  # refused at 48 px
     study = load_study(config)
-    study.enqueue_trial({"data.image_size": 4})
-    study.enqueue_trial({"data.image_size": 48})
+    study.enqueue_trial({"model.backbone": "xception"})
+    study.enqueue_trial({"model.backbone": "small-cnn"})
     study = run_worker(config, demo, demo_index)
     assert states(study) == ["FAIL", "COMPLETE"]
 

@@ -73,6 +73,9 @@ def test_bad_names_fail_before_any_work(tmp_path: Path, capsys) -> None:
         main(["train", "--backbone", "resnet5", "--data-root", str(tmp_path)])
     refusal = capsys.readouterr().err
     assert "'resnet5'" in refusal and "resnet50v2" in refusal and len(refusal.splitlines()) <= 2
+    for flag, value, key in [("--dropout", "1.5", "model.dropout"), ("--lr-head", "-0.1", "train.head_")]:
+        assert main(["train", flag, value, "--data-root", str(tmp_path)]) == 2
+        assert key in capsys.readouterr().err
     toml = tmp_path / "run.toml"
     toml.write_text('[model]\nbackbone = "nope"\n')
     assert main(["train", "--config", str(toml), "--data-root", str(tmp_path)]) == 2

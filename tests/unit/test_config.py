@@ -148,3 +148,52 @@ def test_a_backbone_familys_recipe_sits_under_files_and_flags(tmp_path: Path) ->
     mine = load_config(toml, {"train.fine_epochs": 1}, environ={})
     assert (mine.train.head_epochs, mine.train.fine_epochs, mine.train.unfreeze) == (2, 1, 0.6)
     assert load_config(mine.save(tmp_path), environ={}) == mine  # a saved config.json reproduces it
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ("[data]\nbatch_size = true\n", "data.batch_size"),
+        ("[data]\nimage_size = 48.9\n", "data.image_size"),
+        ("[train]\nfolds = 2.7\n", "train.folds"),
+        ("[model]\ndropout = true\n", "model.dropout"),
+        ("[model]\ndropout = 1.5\n", "model.dropout"),
+        ("[data]\nshuffle_buffer = -5\n", "data.shuffle_buffer"),
+        ("[train]\nhead_learning_rate = -0.1\n", "train.head_learning_rate"),
+        ("[train]\nfine_learning_rate = 0\n", "train.fine_learning_rate"),
+        ("[train]\nlabel_smoothing = 0.7\n", "train.label_smoothing"),
+        ("[model]\nbackbone = 'xception'\n[data]\nimage_size = 64\n", "data.image_size"),
+        ("[tune.space]\n'model.dropout' = 'float:0.0:1.5'\n", "model.dropout"),
+    ],
+)
+def test_values_out_of_range_or_of_another_type_are_refused(tmp_path: Path, toml: str, key: str) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(path, environ={})
+
+
+def test_every_default_lies_in_its_range() -> None:
+    ranged = [spec for spec in settings() if spec.within is not None]
+    assert len(ranged) > 30
+    for spec in ranged:
+        assert spec.default in spec.within, spec.key
+
+
+def test_more_folds_than_the_smallest_class_has_images_is_refused_before_training() -> None:
+    import pandas as pd
+
+    from pipeline.acquire.index import ImageIndex
+    from pipeline.fit.splits import check_split
+
+    labels = [0] * 6 + [1] * 3
+    train = pd.DataFrame({"id": [str(i) for i in range(9)], "label": labels})
+    index = ImageIndex(train, pd.DataFrame(), pd.DataFrame())
+    config = load_config(overrides={"train.folds": 3}, environ={})
+    check_split(config, index, holdout=False)  # 3 folds: each class has 3 images at least
+    with pytest.raises(ConfigError, match=r"train\.folds.*at most 3"):
+        check_split(load_config(overrides={"train.folds": 4}, environ={}), index, holdout=False)
+    with pytest.raises(ConfigError, match=r"train\.validation_fraction"):
+        check_split(
+            load_config(overrides={"train.validation_fraction": 0.2}, environ={}), index, holdout=True
+        )
