@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(show_all).parse_args(["--help" if a == "--help-all" else a for a in argv])
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
     from pipeline.kaggle_api import KaggleError
+    from pipeline.layout import SplitMismatchError
     from pipeline.locks import FolderInUseError
     from pipeline.submit.submission_file import SubmissionError
 
@@ -371,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         SubmissionError,
         FolderInUseError,
+        SplitMismatchError,
     )
     try:
         args.handler(args)

@@ -108,6 +108,10 @@ def find_run(config: Config) -> Run | None:
     return max(finished, key=Run.finished_at) if finished else None
 
 
+class SplitMismatchError(ValueError):
+    """The saved fold split was made from other images than today's index."""
+
+
 class NoModelsError(FileNotFoundError):
     """There is no finished run to predict with."""
 

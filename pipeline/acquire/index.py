@@ -6,6 +6,8 @@ once and reuse it from data/<slug>/index/.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 
 from pipeline import layout
 from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
+from pipeline.atomic import write_atomically, write_text
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.locks import exclusive
@@ -189,21 +192,44 @@ def build_index(
     return ImageIndex(train_table, test_table, rejects)
 
 
+INDEX_FILES = ("train.csv", "test.csv", "rejects.csv")
+INDEX_MARKER = "index.json"  # written last: the rows and SHA-256 of each table, so a cut file is seen
+
+
 def save_index(index: ImageIndex, index_dir: Path) -> None:
-    """Write train.csv, test.csv and rejects.csv into `index_dir`."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    index.train.to_csv(index_dir / "train.csv", index=False)
-    index.test.to_csv(index_dir / "test.csv", index=False)
-    index.rejects.to_csv(index_dir / "rejects.csv", index=False)
+    """Write train.csv, test.csv and rejects.csv into `index_dir`, each whole then renamed, then
+    index.json, which records their rows and hashes (an index without it is never trusted)."""
+    (index_dir / INDEX_MARKER).unlink(missing_ok=True)
+    record = {}
+    for name, table in zip(INDEX_FILES, (index.train, index.test, index.rejects), strict=True):
+        path = write_atomically(index_dir / name, lambda p, t=table: t.to_csv(p, index=False))
+        record[name] = {"rows": len(table), "sha256": _sha256(path)}
+    write_text(index_dir / INDEX_MARKER, json.dumps(record, indent=2) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_index(index_dir: Path) -> ImageIndex | None:
-    """The saved index in `index_dir`, or None if it was never completed."""
-    names = ("train.csv", "test.csv", "rejects.csv")
-    if not all((index_dir / name).is_file() for name in names):
+    """The saved index in `index_dir`, or None if it was never completed or a file of it does not
+    match what index.json recorded (cut short by a full disk, edited, half replaced)."""
+    marker = index_dir / INDEX_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        record = json.loads(marker.read_text())
+        damaged = [name for name in INDEX_FILES if _sha256(index_dir / name) != record[name]["sha256"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        damaged = ["index.json"]
+    if damaged:
+        print(
+            f"The index in {index_dir} is damaged ({', '.join(damaged)} changed since it was written): rebuilding it."
+        )
         return None
     dtypes = {"id": str, "path": str}
-    return ImageIndex(*(pd.read_csv(index_dir / name, dtype=dtypes, keep_default_na=False) for name in names))
+    tables = [pd.read_csv(index_dir / name, dtype=dtypes, keep_default_na=False) for name in INDEX_FILES]
+    return ImageIndex(*tables)
 
 
 def prepare_index(config: Config, competition: Competition, rebuild: bool = False) -> ImageIndex:

@@ -10,6 +10,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex
+from pipeline.atomic import write_atomically
 from pipeline.config import Config, ConfigError
 
 
@@ -25,20 +26,24 @@ def assign_folds(train: pd.DataFrame, n_splits: int, seed: int) -> pd.DataFrame:
 
 
 def load_or_assign_folds(train: pd.DataFrame, n_splits: int, seed: int, path: Path) -> pd.Series:
-    """The fold of each row of `train` (aligned to its index), from the saved file at `path` when it
-    matches the images; otherwise assigned again and saved there."""
+    """The fold of each row of `train` (aligned to its index), from the saved file at `path`;
+    assigned and saved there (whole, then renamed) on first use. A saved split of other images is
+    refused, never overwritten: the runs trained on it depend on it."""
     keys = train["id"].astype(str) + "/" + train["label"].astype(str)
     if path.is_file():
         saved = pd.read_csv(path, dtype={"id": str})
         saved_keys = saved["id"] + "/" + saved["label"].astype(str)
-        if set(saved_keys) == set(keys):
-            return pd.Series(
-                keys.map(dict(zip(saved_keys, saved["fold"], strict=True))).to_numpy(), index=train.index
+        if set(saved_keys) != set(keys):
+            raise layout.SplitMismatchError(
+                f"the fold split {path} was made from {len(saved):,} other images than the index's "
+                f"{len(train):,}: if the competition's images really changed, move that file aside "
+                "(runs trained on it no longer match) and train again; otherwise run `index --rebuild`"
             )
-        print(f"{path} does not match the current index (images changed); assigning the folds again.")
+        return pd.Series(
+            keys.map(dict(zip(saved_keys, saved["fold"], strict=True))).to_numpy(), index=train.index
+        )
     table = assign_folds(train, n_splits, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
+    write_atomically(path, lambda p: table.to_csv(p, index=False))
     return pd.Series(table["fold"].to_numpy(), index=train.index)
 
 

@@ -113,3 +113,24 @@ def test_index_counts_on_real_photos(tmp_path: Path) -> None:
     assert index.train["width"].between(59, 1023).all()
     saved = prepare_index(config, get_competition("dogs-vs-cats"))  # reused from the saved CSVs
     assert saved.train.equals(index.train.astype(saved.train.dtypes))
+
+
+def test_a_cut_index_is_rebuilt_and_a_split_of_other_images_is_refused_not_overwritten(
+    tmp_path: Path, demo_archive_dir: Path, demo
+) -> None:
+    from pipeline import layout
+    from pipeline.fit.splits import kfold_assignment
+
+    config = tiny_config(tmp_path, paths__input_root=str(demo_archive_dir.parent))
+    whole = prepare_index(config, demo)
+    kfold_assignment(config, whole)
+    split = layout.folds_file(config, config.train.folds)
+    saved_split = split.read_bytes()
+    train_csv = layout.index_dir(config) / "train.csv"
+    train_csv.write_bytes(train_csv.read_bytes()[:4096])  # a full disk cut it; test.csv, rejects.csv stay
+    again = prepare_index(config, demo)  # rebuilt, not trusted
+    assert len(again.train) == len(whole.train) and set(again.train["id"]) == set(whole.train["id"])
+    fewer = again.train.iloc[: len(again.train) // 3]
+    with pytest.raises(layout.SplitMismatchError, match=str(split)):
+        kfold_assignment(config, again.__class__(fewer, again.test, again.rejects))
+    assert split.read_bytes() == saved_split  # the split the runs depend on is kept
