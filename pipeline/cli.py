@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     show_all = "--help-all" in argv
     args = build_parser(show_all).parse_args(["--help" if a == "--help-all" else a for a in argv])
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
+    from pipeline.atomic import disk_full_message
     from pipeline.kaggle_api import KaggleError
     from pipeline.layout import SplitMismatchError
     from pipeline.locks import FolderInUseError
@@ -378,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except expected as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk anywhere: one sentence; the same command continues
+        if (sentence := disk_full_message(error)) is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue where it stopped.", file=sys.stderr)

@@ -100,7 +100,8 @@ def convert_to_png(path: Path, out_dir: Path) -> Path:
     target = out_dir / f"{path.parent.name}-{path.stem}.png"
     if not target.exists():
         with Image.open(path) as image:
-            image.convert("RGB").save(target, format="PNG")
+            converted = image.convert("RGB")
+        write_atomically(target, lambda p: converted.save(p, format="PNG"))
     return target
 
 

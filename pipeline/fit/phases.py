@@ -11,7 +11,9 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from pipeline.atomic import write_atomically
 from pipeline.config import Config
+from pipeline.fit.checkpoints import DiskSpaceGuard, backup_callback, check_backup
 from pipeline.run import Run
 
 PHASES = ("head", "fine")
@@ -98,7 +100,7 @@ class Phases:
             self.model.load_weights(self.run.weights_path(phase))
             return self.state[phase]
         reached = fit()
-        self.model.save_weights(self.run.weights_path(phase))
+        write_atomically(self.run.weights_path(phase), self.model.save_weights)
         self.state = {**self.state, phase: reached}
         self.run.write_state(self.state)
         return reached
@@ -122,8 +124,11 @@ def fit_phase(
     verbose: int,
 ) -> int:
     """Fit one phase; return the epoch the timeline has reached after it."""
+    if repaired := check_backup(run.backup_dir(phase)):
+        print(f"warning: {repaired}.")
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run.backup_dir(phase)), delete_checkpoint=True),
+        DiskSpaceGuard(run.backup_dir(phase)),  # before the checkpoint is written, not in the middle
+        backup_callback(run.backup_dir(phase)),
         # With EMA, validation, early stopping and the saved weights all see the averaged weights.
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema else []),
         *(  # a refit model has no validation images: it trains for the epochs it is given

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex
+from pipeline.atomic import write_atomically
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.augment import augments
@@ -220,7 +221,7 @@ def evaluate(classifier: Classifier, context: TrainingContext, seconds_before: f
     """Score the validation images and save the model, its predictions, the history and, last,
     the metrics that mark the run finished."""
     run, validation = context.run, context.validation
-    classifier.model.save(run.model_path)
+    write_atomically(run.model_path, classifier.model.save)
     run.write_history(phase_history(run))
     scores: dict[str, float] = {}
     if validation is not None:

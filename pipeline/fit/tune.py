@@ -23,6 +23,7 @@ from optuna_integration import KerasPruningCallback
 
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex
+from pipeline.atomic import write_text
 from pipeline.competitions import Competition
 from pipeline.config import Config, ConfigError, apply_settings, parse_space_entry, validate
 from pipeline.fit.splits import holdout_split
@@ -170,7 +171,7 @@ def summarize(config: Config, study: optuna.Study, top: int = 10) -> Path | None
     print(finished.head(top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     path = out / "best_params.json"
     best = {"trial": study.best_trial.number, "value": study.best_value, "params": best_params(study)}
-    path.write_text(json.dumps(best, indent=2) + "\n")
+    write_text(path, json.dumps(best, indent=2) + "\n")
     print(f"Best trial {best['trial']}: log loss {best['value']:.4f}; parameters in {path}")
     _plots(study, out)
     return path

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import layout
+from pipeline.atomic import write_atomically
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.kaggle_api import KaggleError, KaggleGateway
@@ -46,8 +47,7 @@ def write_run_submission(
         )
     validate_submission(table, sample, competition)
     path = layout.new_submission_path(config, run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format="%.6f")
+    write_atomically(path, lambda p: table.to_csv(p, index=False, float_format="%.6f"))
     print(f"Submission written: {path} ({len(table):,} rows, validated against the sample submission)")
     return path
 

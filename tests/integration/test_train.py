@@ -12,7 +12,10 @@ import pytest
 
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex
+from pipeline.atomic import DiskFullError, disk_full_message
 from pipeline.competitions import Competition
+from pipeline.fit import checkpoints
+from pipeline.fit.checkpoints import PREVIOUS, WEIGHTS
 from pipeline.fit.splits import holdout_split
 from pipeline.fit.train import train_holdout
 from pipeline.model.backbones import WeightsError, build_feature_extractor
@@ -168,3 +171,36 @@ def test_a_killed_run_resumes_and_a_finished_run_is_not_retrained(
     again = Snapshots()
     train_holdout(config, demo, demo_index, callbacks=[again])
     assert again.epochs == []  # a finished run is not trained again
+
+
+@pytest.mark.parametrize("damaged", [(WEIGHTS,), (WEIGHTS, WEIGHTS + PREVIOUS)])
+def test_a_checkpoint_cut_by_a_full_disk_is_set_aside_and_the_run_resumes(
+    tmp_path: Path, demo: Competition, demo_index: ImageIndex, capsys, damaged: tuple[str, ...]
+) -> None:
+    config = tiny_config(tmp_path, train__head_epochs=4, train__patience=10, **SMALL_CNN)
+    with pytest.raises(KeyboardInterrupt):
+        train_holdout(config, demo, demo_index, callbacks=[KillAfterEpoch(1)])
+    backup = next(tmp_path.glob("runs/*/*/backup/head"))
+    for name in damaged:  # what a full disk leaves: the file cut where the disk filled
+        (backup / name).write_bytes((backup / name).read_bytes()[:3000])
+    resumed = Snapshots()
+    run = train_holdout(config, demo, demo_index, callbacks=[resumed])
+    assert "damaged" in capsys.readouterr().out
+    assert resumed.epochs == ([1, 2, 3] if len(damaged) == 1 else [0, 1, 2, 3])  # the last good state
+    assert run.is_finished and run.read_history()["epoch"].tolist()[-1] == 3
+
+
+def test_no_checkpoint_is_written_onto_a_disk_without_room_and_the_same_command_continues(
+    tmp_path: Path, demo: Competition, demo_index: ImageIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    config = tiny_config(tmp_path, train__head_epochs=2, **SMALL_CNN)
+    real = shutil.disk_usage
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: real(path)._replace(free=200_000))
+    with pytest.raises(DiskFullError) as raised:
+        train_holdout(config, demo, demo_index)
+    assert "MB free" in disk_full_message(raised.value) and "same command" in str(raised.value)
+    assert not list(tmp_path.glob("runs/**/*.h5"))  # nothing half-written
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", real)  # space freed
+    assert train_holdout(config, demo, demo_index).is_finished

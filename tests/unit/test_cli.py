@@ -134,3 +134,19 @@ def test_a_misspelt_choice_in_a_config_file_gets_the_closest_names(tmp_path: Pat
     toml.write_text('[model]\nbackbone = "resnet5"\n')
     with pytest.raises(ConfigError, match="did you mean resnet50v2"):
         config_from_args(build_parser().parse_args(["train", "--config", str(toml)]))
+
+
+def test_a_full_disk_anywhere_is_one_sentence_that_says_to_run_the_same_command(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from pipeline import flow
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "model.keras"))
+
+    monkeypatch.setattr(flow, "report", full)
+    assert main(["report", "--runs-root", str(tmp_path)]) == 2
+    refusal = capsys.readouterr().err.strip()
+    assert len(refusal.splitlines()) == 1 and "model.keras" in refusal and "same command" in refusal

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 
 def test_keras_data_layer_still_switches_backends_inside_tf_data() -> None:
     import keras
@@ -35,3 +37,31 @@ def test_requests_adapters_still_take_a_timeout_per_send() -> None:
 
     parameters = inspect.signature(requests.adapters.HTTPAdapter.send).parameters
     assert "timeout" in parameters and "stream" in parameters, "pipeline.kaggle_api.http_timeouts needs both"
+
+
+def keep(folder) -> object:
+    """A callback that copies the backup folder after the second epoch (Keras deletes it at the end)."""
+    import shutil
+
+    import keras
+
+    return keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: epoch == 1 and shutil.copytree(folder / "backup", folder / "kept")
+    )
+
+
+def test_keras_backup_and_restore_still_writes_the_files_checkpoints_checks(tmp_path) -> None:
+    import keras
+
+    from pipeline.fit.checkpoints import METADATA, PREVIOUS, WEIGHTS, backup_callback
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    data = (np.zeros((4, 2)), np.zeros((4, 1)))
+    model.fit(*data, epochs=2, verbose=0, callbacks=[backup_callback(tmp_path / "backup"), keep(tmp_path)])
+    assert {p.name for p in (tmp_path / "kept").iterdir()} == {
+        WEIGHTS,
+        METADATA,
+        WEIGHTS + PREVIOUS,
+        METADATA + PREVIOUS,
+    }
