@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.atomic import write_text
 from pipeline.config import Config
 from pipeline.kaggle_api import KaggleGateway, KernelError
 from pipeline.kernel.bundle import build_bundle
@@ -36,7 +39,7 @@ def push(config: Config, gateway: KaggleGateway) -> dict:
         "accelerator": config.kernel.accelerator,
         "pushed": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    (folder / PUSHED).write_text(json.dumps(pushed, indent=2) + "\n")
+    write_text(folder / PUSHED, json.dumps(pushed, indent=2) + "\n")
     print(f"Pushed {kernel} version {version} ({config.kernel.accelerator}): {url}")
     return pushed
 
@@ -85,7 +88,11 @@ def fetch_outputs(config: Config, gateway: KaggleGateway) -> tuple[Path, Run | N
     the run inside it that made its submission (None when it has none)."""
     pushed = last_push(config)
     target = layout.kernel_output_dir(config, pushed["version"])
-    files = gateway.kernel_output(pushed["id"], pushed["version"], target)
+    partial = target.with_name(f".partial-{target.name}")  # a fetch cut short never looks whole
+    shutil.rmtree(partial, ignore_errors=True)
+    files = gateway.kernel_output(pushed["id"], pushed["version"], partial)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
     print(f"{len(files)} output file(s) of {pushed['id']} version {pushed['version']} in {target}")
     runs = [Run(d) for d in sorted((target / "runs" / config.competition).glob("*")) if d.is_dir()]
     predicted = [run for run in runs if run.read_postprocessing() is not None]

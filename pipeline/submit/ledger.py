@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,42 @@ def read_ledger(path: Path) -> pd.DataFrame:
     return ledger.reindex(columns=[*COLUMNS, *(c for c in ledger.columns if c not in COLUMNS)], fill_value="")
 
 
+UPLOADING = "uploading"  # recorded before the upload starts; replaced by its outcome
+
+
+def submission_tag(digest: str) -> str:
+    """What the submission's description on Kaggle carries, so that an upload whose answer was
+    lost (the process killed) can be found there."""
+    return f"[sha256:{digest}]"
+
+
+def interrupted_upload(ledger: pd.DataFrame, competition: str, digest: str) -> bool:
+    """True when an upload of these bytes started and its outcome was never recorded."""
+    return bool(
+        (
+            (ledger["competition"] == competition)
+            & (ledger["sha256"] == digest)
+            & (ledger["status"] == UPLOADING)
+        ).any()
+    )
+
+
+def settle_upload(path: Path, competition: str, digest: str, outcome: dict) -> pd.DataFrame:
+    """Replace the status (and the fields in `outcome`) of the uploading rows of these bytes."""
+
+    def change(ledger: pd.DataFrame) -> pd.DataFrame:
+        rows = (
+            (ledger["competition"] == competition)
+            & (ledger["sha256"] == digest)
+            & (ledger["status"] == UPLOADING)
+        )
+        for column, value in outcome.items():
+            ledger.loc[rows, column] = str(value)
+        return ledger
+
+    return update_ledger(path, change)
+
+
 def already_submitted(ledger: pd.DataFrame, competition: str, digest: str) -> pd.Series | None:
     """The ledger row of an earlier upload (Kaggle gave it a reference, it did not fail) of the
     same bytes to `competition`, or None."""
@@ -62,29 +99,61 @@ def update_ledger(path: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) ->
     return ledger
 
 
-def record(path: Path, row: dict) -> pd.DataFrame:
-    """Append one submission attempt (failed ones too) and save; returns the ledger."""
+def append_row(ledger: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """`ledger` with one row added (its time now unless given)."""
     entry = {column: str(row.get(column, "")) for column in COLUMNS}
     entry["time"] = entry["time"] or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return update_ledger(
-        path, lambda ledger: pd.concat([ledger, pd.DataFrame([entry], dtype=str)], ignore_index=True)
-    )
+    return pd.concat([ledger, pd.DataFrame([entry], dtype=str)], ignore_index=True)
+
+
+def record(path: Path, row: dict) -> pd.DataFrame:
+    """Append one submission attempt (failed ones too) and save; returns the ledger."""
+    return update_ledger(path, lambda ledger: append_row(ledger, row))
 
 
 def merge_remote(ledger: pd.DataFrame, remote: list[dict], competition: str) -> pd.DataFrame:
-    """Fill status and scores of this competition's rows from Kaggle's list of submissions (by reference)."""
+    """This competition's rows brought up to date with Kaggle's list of submissions: status and
+    scores by reference; an interrupted upload found by the hash in its description gets its
+    reference; submissions the ledger never saw (made elsewhere, or whose answer was lost) are added."""
     by_ref = {str(s["ref"]): s for s in remote}
     merged = ledger.copy()
     for i, row in merged.iterrows():
-        found = by_ref.get(str(row["ref"]).removesuffix(".0"))
-        if row["competition"] != competition or found is None:
+        if row["competition"] != competition:
+            continue
+        if row["status"] == UPLOADING and row["sha256"]:
+            tag = submission_tag(row["sha256"])
+            found = next((s for s in remote if tag in str(s.get("description") or "")), None)
+            if found is not None:
+                merged.at[i, "ref"] = str(found["ref"])
+        found = by_ref.get(str(merged.at[i, "ref"]).removesuffix(".0"))
+        if found is None:
             continue
         merged.at[i, "status"] = str(found["status"])
         merged.at[i, "public_score"] = "" if found["public_score"] is None else str(found["public_score"])
         merged.at[i, "private_score"] = "" if found["private_score"] is None else str(found["private_score"])
         if found.get("error"):
             merged.at[i, "note"] = str(found["error"])
-    return merged
+    known = {str(r).removesuffix(".0") for r in merged["ref"]}
+    unknown = [s for s in reversed(remote) if str(s["ref"]) not in known]  # oldest first
+    added = [_remote_row(s, competition) for s in unknown]
+    return pd.concat([merged, pd.DataFrame(added, dtype=str)], ignore_index=True) if added else merged
+
+
+def _remote_row(submission: dict, competition: str) -> dict[str, str]:
+    description = str(submission.get("description") or "")
+    digest = re.search(r"\[sha256:([0-9a-f]{64})\]", description)
+    row = {
+        "time": str(submission.get("date") or ""),
+        "competition": competition,
+        "file": str(submission.get("file") or ""),
+        "status": str(submission["status"]),
+        "ref": str(submission["ref"]),
+        "public_score": "" if submission.get("public_score") is None else str(submission["public_score"]),
+        "private_score": "" if submission.get("private_score") is None else str(submission["private_score"]),
+        "note": description[:200],
+        "sha256": digest.group(1) if digest else "",
+    }
+    return {column: row.get(column, "") for column in COLUMNS}
 
 
 def scored(ledger: pd.DataFrame, competition: str) -> pd.DataFrame:

@@ -13,12 +13,17 @@ from pipeline.config import Config
 from pipeline.kaggle_api import KaggleError, KaggleGateway
 from pipeline.run import Run
 from pipeline.submit.ledger import (
+    UPLOADING,
     already_submitted,
+    append_row,
     file_digest,
+    interrupted_upload,
     merge_remote,
     read_ledger,
     readable,
     record,
+    settle_upload,
+    submission_tag,
     update_ledger,
 )
 from pipeline.submit.submission_file import (
@@ -86,13 +91,29 @@ def submit_file(
         except ValueError:
             name = run.name
     digest = file_digest(path)
-    earlier = already_submitted(read_ledger(layout.ledger_path(config)), competition.slug, digest)
+    ledger_path = layout.ledger_path(config)
+    ledger = read_ledger(ledger_path)
+    earlier = already_submitted(ledger, competition.slug, digest)
     if earlier is not None and not force:
         print(
             f"{path.name} was already submitted to {competition.slug} on {earlier['time']} "
             f"(reference {earlier['ref']}); not uploading it again (--force to resubmit)."
         )
         return None
+    if interrupted_upload(ledger, competition.slug, digest) and not force:
+        found = _find_on_kaggle(gateway, competition.slug, digest)
+        if found is not None:  # the server took it; the process that sent it never heard back
+            settle_upload(
+                ledger_path, competition.slug, digest, {"status": found["status"], "ref": found["ref"]}
+            )
+            print(
+                f"{path.name} reached Kaggle in an upload that was interrupted (reference {found['ref']}): "
+                "recorded in the ledger, not uploaded again."
+            )
+            return None
+        settle_upload(
+            ledger_path, competition.slug, digest, {"status": "interrupted", "note": "never reached Kaggle"}
+        )
     score = run.cv_score(competition.metric) if run is not None else None
     row = {
         "competition": competition.slug,
@@ -104,16 +125,19 @@ def submit_file(
     try:
         validate_submission(read_submission(path), sample, competition)
     except SubmissionError as error:
-        record(layout.ledger_path(config), {**row, "status": "invalid", "note": str(error)[:NOTE_CHARS]})
+        record(ledger_path, {**row, "status": "invalid", "note": str(error)[:NOTE_CHARS]})
         raise SubmissionError(f"{path} was not uploaded: {error}") from error
     cv_text = "no CV" if score is None else f"CV {competition.metric} {score:.5f}"
     message = f"{name or path.name}: {cv_text}"
+    record(ledger_path, {**row, "status": UPLOADING, "note": message})  # before the request: a kill is seen
     try:
-        ref = gateway.submit(competition.slug, path, message)
+        ref = gateway.submit(competition.slug, path, f"{message} {submission_tag(digest)}")
     except KaggleError as error:
-        record(layout.ledger_path(config), {**row, "status": "failed", "note": str(error)[:NOTE_CHARS]})
+        settle_upload(
+            ledger_path, competition.slug, digest, {"status": "failed", "note": str(error)[:NOTE_CHARS]}
+        )
         raise
-    record(layout.ledger_path(config), {**row, "status": "submitted", "ref": ref, "note": message})
+    settle_upload(ledger_path, competition.slug, digest, {"status": "submitted", "ref": ref})
     print(f"Submitted {path.name} to {competition.slug} (reference {ref}): {message}")
     return ref
 
@@ -123,18 +147,29 @@ def record_kernel_submission(
 ) -> float | None:
     """Record a kernel's fetched submission (and its run's CV) in the ledger; return the CV score."""
     score = run.cv_score(competition.metric) if run is not None else None
-    record(
-        layout.ledger_path(config),
-        {
-            "competition": competition.slug,
-            "file": str(submission),
-            "run": outputs.name,
-            "cv_score": "" if score is None else f"{score:.5g}",
-            "status": "fetched",
-            "sha256": file_digest(submission),
-        },
-    )
+    row = {
+        "competition": competition.slug,
+        "file": str(submission),
+        "run": outputs.name,
+        "cv_score": "" if score is None else f"{score:.5g}",
+        "status": "fetched",
+        "sha256": file_digest(submission),
+    }
+
+    def add_once(ledger: pd.DataFrame) -> pd.DataFrame:  # fetching the same version again adds nothing
+        same = ["competition", "run", "status", "sha256"]
+        if (ledger[same] == pd.Series({k: row[k] for k in same})).all(axis=1).any():
+            return ledger
+        return append_row(ledger, row)
+
+    update_ledger(layout.ledger_path(config), add_once)
     return score
+
+
+def _find_on_kaggle(gateway: KaggleGateway, competition: str, digest: str) -> dict | None:
+    """Kaggle's record of a submission of these bytes made from here (its description's tag)."""
+    tag = submission_tag(digest)
+    return next((s for s in gateway.submissions(competition) if tag in str(s.get("description") or "")), None)
 
 
 def show_leaderboard(config: Config, competition: Competition, gateway: KaggleGateway) -> pd.DataFrame:

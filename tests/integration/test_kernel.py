@@ -68,6 +68,11 @@ def test_push_follow_fetch_and_submit_a_gpu_kernel(
     assert list(target.glob("runs/dogs-vs-cats-demo/*/report.html"))  # the report, made in the kernel
     ledger = pd.read_csv(layout.ledger_path(config))
     assert ledger["status"].tolist() == ["fetched", "submitted"] and ledger["cv_score"].notna().all()
+    (target / "submission.csv").write_bytes(b"id,label\n1,0.")  # a fetch killed half-way...
+    assert flow.kernel_output(config, submit_it=True) == target  # ...is fetched again, whole
+    served = kernel_sandbox.state.kernels.output_file("dogs-vs-cats-demo-pipeline", 1, "submission.csv")
+    assert (target / "submission.csv").read_bytes() == served.read_bytes()
+    assert pd.read_csv(layout.ledger_path(config))["status"].tolist() == ["fetched", "submitted"]  # once each
 
 
 def test_a_kernel_that_raises_is_reported_as_error_with_its_message(

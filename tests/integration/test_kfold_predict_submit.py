@@ -213,3 +213,35 @@ def test_no_refit_starts_past_the_time_budget(
     cv = train_kfold(config, demo, demo_index)
     assert train_refits(config, demo, demo_index, cv, deadline=time.monotonic() + 0.001) == []
     assert cv.refit_members() == []
+
+
+class KilledAfterKaggleTookTheFile(KaggleGateway):
+    """A submit whose process dies after the server accepted the file, before its answer is recorded."""
+
+    def submit(self, competition: str, path: Path, message: str) -> int:
+        super().submit(competition, path, message)
+        raise KeyboardInterrupt("killed")
+
+
+def test_a_submit_killed_after_the_upload_is_not_uploaded_again_and_leaderboard_adds_the_unknown(
+    sandbox: SandboxServer, tmp_path: Path, demo: Competition, demo_archive_dir: Path
+) -> None:
+    config = tiny_config(tmp_path, paths__submissions_root=str(tmp_path / "submissions"))
+    solution = pd.read_csv(demo_archive_dir / "solution.csv")
+    sample, file = solution.assign(label=0.5), tmp_path / "first.csv"
+    solution.assign(label=0.7).to_csv(file, index=False)
+    with pytest.raises(KeyboardInterrupt):
+        submit_file(config, demo, file, sample, KilledAfterKaggleTookTheFile())
+    assert read_ledger(layout.ledger_path(config))["status"].tolist() == ["uploading"]
+    assert submit_file(config, demo, file, sample, KaggleGateway()) is None  # the rerun finds it on Kaggle
+    assert sandbox.state.calls.count("CreateSubmission") == 1
+    ledger = read_ledger(layout.ledger_path(config))
+    assert ledger["ref"].tolist() == [str(sandbox.state.submissions[0]["ref"])]
+    elsewhere = tmp_path / "from-the-website.csv"  # a submission the ledger never saw
+    solution.assign(label=0.6).to_csv(elsewhere, index=False)
+    KaggleGateway().submit(demo.slug, elsewhere, "uploaded on kaggle.com")
+    for _ in range(2):  # added once, however often the leaderboard is shown
+        show_leaderboard(config, demo, KaggleGateway())
+    ledger = read_ledger(layout.ledger_path(config))
+    assert sorted(ledger["ref"]) == sorted(str(s["ref"]) for s in sandbox.state.submissions)
+    assert ledger["status"].tolist() == ["complete", "complete"] and ledger["public_score"].ne("").all()
