@@ -8,8 +8,11 @@ several machines. A study name continues where it stopped.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -94,27 +97,51 @@ def load_study(config: Config, worker: int = 0) -> optuna.Study:
     return study
 
 
-def fail_interrupted_trials(config: Config) -> list[int]:
-    """Mark trials left RUNNING by a killed `tune` as failed and return their numbers.
+OWNER = "owner"  # trial user attribute: {"host", "pid"} of the process running it
 
-    For journal files, which assume one `tune` command at a time per file; RDB storages do this
-    themselves through heartbeats. Call after the study exists and before any worker starts.
+
+def owner_is_gone(owner: dict | None, started: dt.datetime | None, now: dt.datetime) -> bool:
+    """True when the process that ran a RUNNING trial is known to have ended: it ran on this host
+    and its PID is gone. A trial of another host is left alone; one without an owner (created a
+    moment before its owner was recorded) counts as gone after a minute."""
+    if not owner:
+        return started is None or (now - started).total_seconds() > 60
+    if owner.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)  # signal 0: is it alive?
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def fail_interrupted_trials(config: Config) -> list[int]:
+    """Mark trials left RUNNING by a killed `tune` as failed and return their numbers; trials of
+    `tune` commands still running (here or on another host) are left to them.
+
+    For journal files; RDB storages do this themselves through heartbeats. Call after the study
+    exists and before any worker starts.
     """
     storage = open_storage(config)
     if not isinstance(storage, JournalStorage):
         return []
     study_id = storage.get_study_id_from_name(config.tune.study)
     running = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in running:
+    now = dt.datetime.now()
+    gone = [t for t in running if owner_is_gone(t.user_attrs.get(OWNER), t.datetime_start, now)]
+    for trial in gone:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-    if running:
-        print(f"Trials {[t.number for t in running]} were interrupted in an earlier run; marked as failed.")
-    return [t.number for t in running]
+    if gone:
+        print(f"Trials {[t.number for t in gone]} were interrupted in an earlier run; marked as failed.")
+    return [t.number for t in gone]
 
 
 def objective(trial: optuna.Trial, config: Config, competition: Competition, index: ImageIndex) -> float:
     """Validation log loss of the recipe drawn for `trial`, on the saved holdout split."""
+    trial.set_user_attr(OWNER, {"host": socket.gethostname(), "pid": os.getpid()})
     params = suggest(trial, config.tune.space)
     trial_config = with_params(config, params)
     train, validation = holdout_split(config, index)  # the base seed and fraction: the same split for all
@@ -168,7 +195,8 @@ def summarize(config: Config, study: optuna.Study, top: int = 10) -> Path | None
     if finished.empty:
         print("No trial finished yet.")
         return None
-    print(finished.head(top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    shown = finished.drop(columns=[f"user_attrs_{OWNER}"], errors="ignore").head(top)
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     path = out / "best_params.json"
     best = {"trial": study.best_trial.number, "value": study.best_value, "params": best_params(study)}
     write_text(path, json.dumps(best, indent=2) + "\n")

@@ -18,6 +18,7 @@ from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.fit.train import holdout_split, train_run
 from pipeline.fit.tune import (
+    OWNER,
     fail_interrupted_trials,
     load_params,
     load_study,
@@ -90,11 +91,22 @@ def test_a_stopped_study_continues_its_trial_count(
     assert [t.number for t in study.trials] == [0, 1]
 
 
-def test_a_trial_interrupted_by_a_kill_is_marked_failed_on_restart(tmp_path: Path) -> None:
+def test_only_trials_whose_process_is_gone_are_marked_failed_so_tune_commands_coexist(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, tune__space=SPACE)
-    killed = load_study(config).ask()  # as if the process died inside this trial
-    assert fail_interrupted_trials(config) == [killed.number]
-    assert states(load_study(config)) == ["FAIL"]
+    study = load_study(config)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owners = {
+        "killed": {"host": socket.gethostname(), "pid": int(ended.stdout)},  # its process died inside it
+        "running here": {"host": socket.gethostname(), "pid": os.getpid()},  # another tune command, alive
+        "running elsewhere": {"host": "another-machine", "pid": 1},  # cannot be checked: left alone
+    }
+    trials = {name: study.ask() for name in owners}
+    for name, trial in trials.items():
+        trial.set_user_attr(OWNER, owners[name])
+    assert fail_interrupted_trials(config) == [trials["killed"].number]
+    assert states(load_study(config)) == ["FAIL", "RUNNING", "RUNNING"]
     assert fail_interrupted_trials(config) == []
 
 
