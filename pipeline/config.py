@@ -131,7 +131,11 @@ class DataConfig:
         "keep the aspect ratio by centre crop or letterbox, or stretch",
         choices=("crop", "pad", "stretch"),
     )
-    cache: str = setting("memory", "cache of resized uint8 images", choices=("memory", "disk", "none"))
+    cache: str = setting(
+        "auto",
+        "cache of resized uint8 images; auto: memory when it fits in half the memory available, else disk",
+        choices=("auto", "memory", "disk", "none"),
+    )
     batch_size: int = setting(32, "images per batch (per device)", within="[1, inf)")
     shuffle_buffer: int = setting(2048, "images in the shuffle buffer", within="[0, inf)")
     seed: int = setting(

@@ -84,11 +84,13 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     for with `wait`. The run's report is written after it unless `report_after` is False (for
     callers that write it once prediction has run)."""
     from pipeline.acquire.index import prepare_index
+    from pipeline.data.sizes import plan_cache
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     check_split(config, found, holdout)
+    config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.refit import train_refits
@@ -123,10 +125,12 @@ def predict(config: Config) -> Path:
     """Predict the test set with a finished run (k-fold or holdout) and TTA; write the validated
     submission CSV and return its path."""
     from pipeline.acquire.index import prepare_index, sample_submission
+    from pipeline.data.sizes import plan_cache
 
     competition = get_competition(config.competition)
     run = layout.require_run(config)  # both checked before TensorFlow loads
     found = prepare_index(config, competition)
+    config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.infer.predict import predict_run
     from pipeline.submit.upload import write_run_submission
@@ -165,11 +169,13 @@ def leaderboard(config: Config) -> None:
 def tune(config: Config, worker_index: int | None = None) -> None:
     """Search the recipe with Optuna: `tune.workers` processes on one study, resumable at will."""
     from pipeline.acquire.index import prepare_index
+    from pipeline.data.sizes import plan_cache
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
     check_split(config, found, holdout=True)  # every trial trains on the holdout split
+    config = plan_cache(config, len(found.train), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.fit.tune import (
         fail_interrupted_trials,

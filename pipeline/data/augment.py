@@ -19,11 +19,6 @@ except ImportError:  # Keras < 3.12
 VALUE_RANGE = (0, 255)  # images stay in pixel units; each model brings its own preprocessing
 
 
-def load_size(image_size: int, crop: float) -> int:
-    """Side at which images are decoded so that a crop of `crop` leaves `image_size`."""
-    return image_size if crop <= 0 else math.ceil(image_size / (1.0 - crop))
-
-
 def affine_matrices(
     angle: KerasTensor,
     scale: KerasTensor,

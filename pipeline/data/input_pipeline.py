@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from pipeline import layout
 from pipeline.config import Config
-from pipeline.data.augment import augment_layers, build_eval_crop, build_mixers, load_size
+from pipeline.data.augment import augment_layers, build_eval_crop, build_mixers
+from pipeline.data.sizes import load_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -145,7 +146,7 @@ def make_dataset(
         dataset = dataset.map(lambda x, y: (load(*x), y), num_parallel_calls=AUTOTUNE, deterministic=order)
     else:
         dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=order)
-    if data.cache == "memory":
+    if data.cache in ("memory", "auto"):  # auto: flow's plan_cache decides first; memory when not planned
         dataset = dataset.cache()
     elif data.cache == "disk":
         folder = cache_dir or layout.image_cache_dir(config)

@@ -197,3 +197,28 @@ def test_more_folds_than_the_smallest_class_has_images_is_refused_before_trainin
         check_split(
             load_config(overrides={"train.validation_fraction": 0.2}, environ={}), index, holdout=True
         )
+
+
+def test_the_image_cache_is_planned_against_the_memory_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from collections import namedtuple
+
+    from pipeline.data import sizes
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sizes.shutil, "disk_usage", lambda path: usage(0, 0, 100e9))
+    big = load_config(overrides={"data.image_size": 4000}, environ={})  # 600 images: 28.8 GB
+    assert sizes.cache_bytes(big, 600) == 600 * 4000 * 4000 * 3
+    small = load_config(overrides={"data.image_size": 160}, environ={})
+    assert sizes.plan_cache(small, 600, tmp_path, available=16e9).data.cache == "memory"
+    assert capsys.readouterr().out == ""  # nothing to say when it fits
+    assert sizes.plan_cache(big, 600, tmp_path, available=16e9).data.cache == "disk"
+    assert "28.8 GB" in capsys.readouterr().out
+    monkeypatch.setattr(sizes.shutil, "disk_usage", lambda path: usage(0, 0, 1e9))
+    assert sizes.plan_cache(big, 600, tmp_path, available=16e9).data.cache == "none"
+    explicit = load_config(overrides={"data.image_size": 4000, "data.cache": "memory"}, environ={})
+    with pytest.raises(ConfigError, match=r"28\.8 GB.*16\.0 GB"):
+        sizes.plan_cache(explicit, 600, tmp_path, available=16e9)
+    on_disk = load_config(overrides={"data.image_size": 4000, "data.cache": "disk"}, environ={})
+    assert sizes.plan_cache(on_disk, 600, tmp_path, available=16e9).data.cache == "disk"
