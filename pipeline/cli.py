@@ -20,7 +20,7 @@ from pipeline.competitions import UnknownCompetitionError
 from pipeline.config import Config, ConfigError, load_config, section_title, settings, use_backend
 
 DEMO_PRESET = "demo"
-EVERY_SECTION = ("", "paths", "data", "augment", "model", "train", "predict", "tune", "kernel")
+EVERY_SECTION = ("", "paths", "data", "augment", "model", "train", "predict", "tune", "kernel", "stack")
 RUN_NAME = ("", "paths", "data", "model", "train", "predict")  # what names and finds a run
 SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "download": ("", "paths", "data"),
@@ -32,6 +32,8 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "submit": RUN_NAME,
     "report": RUN_NAME,
     "leaderboard": ("", "paths"),
+    "stack": ("", "paths", "data", "model", "train", "stack"),
+    "blend": ("", "paths", "train"),
     "kernel status": ("", "paths", "kernel"),
     "kernel output": ("", "paths", "kernel", "predict"),
 }
@@ -195,6 +197,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     flow.leaderboard(config_from_args(args))
 
 
+def cmd_stack(args: argparse.Namespace) -> None:
+    """Stack frozen backbones' features at several sizes, a logistic regression per fold; write the submission CSV."""
+    from pipeline import flow
+
+    flow.stack(config_from_args(args))
+
+
+def cmd_blend(args: argparse.Namespace) -> None:
+    """Blend finished runs (--runs A,B) with weights fit on their out-of-fold predictions; write the submission CSV."""
+    from pipeline import flow
+
+    flow.blend(config_from_args(args), [name.strip() for name in args.runs.split(",") if name.strip()])
+
+
 def cmd_tune(args: argparse.Namespace) -> None:
     """Search the recipe with Optuna; stop and start again at will, or run several workers."""
     from pipeline import flow
@@ -311,6 +327,10 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     submit.add_argument("--file", help="submission CSV to upload (default: the newest of the run)")
     submit.add_argument(
         "--force", action="store_true", help="upload even if the same content was submitted before"
+    )
+    command("stack", cmd_stack)
+    command("blend", cmd_blend).add_argument(
+        "--runs", required=True, help="comma-separated runs under runs/<slug>/ (or paths), predicted first"
     )
     command("leaderboard", cmd_leaderboard)
     command("report", cmd_report)

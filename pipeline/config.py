@@ -263,6 +263,28 @@ class PredictConfig:
     )
 
 
+@dataclass(frozen=True)
+class StackConfig:
+    """Stacked bottleneck features (`stack`): frozen backbones' pooled features, a linear head per fold."""
+
+    backbones: str = setting(
+        "", "comma-separated pretrained backbones whose features are stacked; '' = model.backbone"
+    )
+    sizes: str = setting("128,160,224", "comma-separated image sizes at which each backbone sees every image")
+    views: str = setting(
+        "original,hflip",
+        "views whose features are averaged (flip-invariant features)",
+        choices=TTA_VIEWS,
+        each=True,
+    )
+    c: float = setting(
+        0.0,
+        "inverse L2 strength of the logistic regression; 0 = chosen in each fold by inner cross-validation",
+        within="[0, inf)",
+        flag="--stack-c",
+    )
+
+
 DEFAULT_SPACE = {
     "model.backbone": "choice:efficientnetv2-b0,resnet50v2",
     "data.image_size": "choice:160,192,224",
@@ -329,6 +351,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -557,7 +580,7 @@ def _check_ranges(config: Config) -> None:
 def _check_space(space: dict[str, str]) -> None:
     known = settings_by_key()
     for key, spec in space.items():
-        if key not in known or known[key].section in ("", "paths", "tune", "kernel"):
+        if key not in known or known[key].section in ("", "paths", "tune", "kernel", "stack"):
             raise ConfigError(
                 f"tune.space has {key!r}, which is not a setting that can be tuned; use dotted names "
                 "such as 'model.backbone' or 'train.head_learning_rate'"
@@ -590,7 +613,38 @@ def validate(config: Config) -> Config:
         )
     if config.augment.crop > 0 and config.augment.where == "model":
         raise ConfigError("augment.crop needs augment.where = 'pipeline' (the model takes fixed-size images)")
+    if not stack_sizes(config):
+        raise ConfigError("stack.sizes is empty: give one image size at least, such as 160")
     return config
+
+
+def stack_backbones(config: Config) -> list[str]:
+    """The backbones `stack` uses: stack.backbones, else model.backbone."""
+    return [b.strip() for b in (config.stack.backbones or config.model.backbone).split(",") if b.strip()]
+
+
+def stack_sizes(config: Config) -> list[int]:
+    """The image sizes `stack` uses, as numbers (ConfigError for anything else)."""
+    try:
+        return [int(v) for v in config.stack.sizes.split(",") if v.strip()]
+    except ValueError as error:
+        raise ConfigError(
+            f"stack.sizes = {config.stack.sizes!r}: write whole numbers such as 128,160,224"
+        ) from error
+
+
+def check_stack(config: Config) -> None:
+    """Refuse, before any work, a stack of backbones without ImageNet weights or sizes they cannot take."""
+    sizes = stack_sizes(config)
+    for name in stack_backbones(config):
+        backbone = BACKBONES.get(name)
+        if backbone is None or not backbone.pretrained:
+            known = ", ".join(b.name for b in BACKBONES.values() if b.pretrained)
+            raise ConfigError(f"stack.backbones has {name!r}: choose pretrained backbones among {known}")
+        if min(sizes) < backbone.min_image_size or max(sizes) > 4096:
+            raise ConfigError(
+                f"stack.sizes = {config.stack.sizes!r}: {name} needs sizes in [{backbone.min_image_size}, 4096]"
+            )
 
 
 def resolve_config_file(name: str | Path) -> Path:

@@ -166,6 +166,50 @@ def leaderboard(config: Config) -> None:
         print(f"CV against public score: {plot}")
 
 
+def stack(config: Config) -> Path:
+    """Stacked bottleneck features: frozen backbones' pooled features at `stack.sizes` (cached),
+    a logistic regression per fold of the saved split; write the validated submission CSV and
+    return its path."""
+    from pipeline.acquire.index import prepare_index, sample_submission
+    from pipeline.config import check_stack
+    from pipeline.data.sizes import plan_cache
+    from pipeline.fit.splits import check_split
+
+    competition = get_competition(config.competition)
+    check_stack(config)
+    found = prepare_index(config, competition)
+    check_split(config, found, holdout=False)
+    config = plan_cache(config, len(found.train) + len(found.test), layout.image_cache_dir(config))
+    load_tensorflow()
+    from pipeline.infer.stack import check_weights, fit_stack, stack_run_dir
+    from pipeline.submit.upload import write_run_submission
+
+    check_weights(config)  # a missing weights file is refused before any feature is computed
+    with exclusive(stack_run_dir(config), "stacking", wait=False):
+        result = fit_stack(config, competition, found)
+    sample = sample_submission(config, competition)
+    return write_run_submission(
+        config, competition, result.run.name, result.test, sample, found.train["label"]
+    )
+
+
+def blend(config: Config, runs: list[str]) -> Path:
+    """Blend finished runs with weights fit on their out-of-fold predictions; write the validated
+    submission CSV and return its path."""
+    from pipeline.acquire.index import prepare_index, sample_submission
+    from pipeline.infer.blend import blend as blend_runs
+    from pipeline.infer.blend import find_runs
+    from pipeline.submit.upload import write_run_submission
+
+    competition = get_competition(config.competition)
+    result = blend_runs(config, competition, find_runs(config, runs))
+    found = prepare_index(config, competition)
+    sample = sample_submission(config, competition)
+    return write_run_submission(
+        config, competition, result.run.name, result.test, sample, found.train["label"]
+    )
+
+
 def tune(config: Config, worker_index: int | None = None) -> None:
     """Search the recipe with Optuna: `tune.workers` processes on one study, resumable at will."""
     from pipeline.acquire.index import prepare_index

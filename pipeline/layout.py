@@ -54,6 +54,11 @@ def image_cache_dir(config: Config) -> Path:
     return competition_dir(config) / "cache"
 
 
+def features_dir(config: Config) -> Path:
+    """data/<slug>/features/: the cached backbone features of `stack`, one file per backbone and size."""
+    return competition_dir(config) / "features"
+
+
 def folds_file(config: Config, n_splits: int) -> Path:
     """data/<slug>/folds-<k>-seed<seed>.csv: the saved stratified split."""
     return competition_dir(config) / f"folds-{n_splits}-seed{config.data.seed}.csv"

@@ -53,6 +53,7 @@ CV_ROWS = "cv.json"
 POSTPROCESSING = "postprocessing.json"
 LEGACY_POSTPROCESSING = "ensemble.json"  # its name in runs made before 2026-12
 TEST_PREDICTIONS = "test_predictions.csv"
+FINAL_OOF = "oof_predictions.csv"  # the out-of-fold predictions of what was submitted, before clipping
 REPORT_PAGE = "report.html"
 REPORT_DIR = "report"
 TENSORBOARD_DIR = "tensorboard"
@@ -71,6 +72,7 @@ FILE_NAMES = (  # a fitness test fails when a module outside this one spells any
     POSTPROCESSING,
     LEGACY_POSTPROCESSING,
     TEST_PREDICTIONS,
+    FINAL_OOF,
     REPORT_PAGE,
     "head.weights.h5",
     "fine.weights.h5",
@@ -289,6 +291,21 @@ class Run:
                 known = PostProcessing.__dataclass_fields__
                 return PostProcessing(**{k: v for k, v in saved.items() if k in known})
         return None
+
+    def write_final_oof(self, frame: pd.DataFrame) -> None:
+        """id, label, probability: the out-of-fold predictions combined as the test predictions
+        were (views averaged, a blend's weights), before clipping: what `blend` fits weights on."""
+        _write_csv(self.path / FINAL_OOF, frame)
+
+    def read_final_oof(self) -> pd.DataFrame | None:
+        """What `write_final_oof` saved, or None when predict (or stack, or blend) has not run."""
+        path = self.path / FINAL_OOF
+        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+
+    def read_test_predictions(self) -> pd.DataFrame | None:
+        """id, probability (and label) of every test image, or None before predict has run."""
+        path = self.path / TEST_PREDICTIONS
+        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
 
     def write_test_predictions(self, frame: pd.DataFrame) -> None:
         """id, probability (and hard label) of every test image, post-processed."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
-from pipeline.fit.metrics import EPSILON
+from pipeline.fit.metrics import EPSILON, binary_scores
+from pipeline.run import PostProcessing
 
 CLIP_CANDIDATES = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
 
@@ -61,3 +62,23 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[flo
     accuracies = [accuracy_score(labels, (probabilities >= t).astype(int)) for t in candidates]
     best = max(range(len(candidates)), key=lambda i: (accuracies[i], -abs(candidates[i] - 0.5)))
     return float(candidates[best]), float(accuracies[best])
+
+
+def post_process(
+    submission_kind: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, **common: object
+) -> tuple[PostProcessing, dict[str, np.ndarray]]:
+    """The last step, chosen on the out-of-fold predictions `oof`: a clip value for probability
+    submissions, a threshold for hard labels. Returns the choices (with `common`: views, average,
+    folds, models, ...) and the test columns: probability (and label)."""
+    common = {
+        "oof_single_view": binary_scores(labels, oof),
+        **common,
+        "oof_with_tta": binary_scores(labels, oof),
+    }
+    if submission_kind == "probability":
+        c, loss = choose_clip(oof, labels)
+        scores = {**binary_scores(labels, clip(oof, max(c, EPSILON))), "log_loss": loss}
+        return PostProcessing(**common, clip=c, oof_with_tta_and_clip=scores), {"probability": clip(test, c)}
+    threshold, accuracy = choose_threshold(oof, labels)
+    chosen = PostProcessing(**common, threshold=threshold, oof_accuracy_at_threshold=accuracy)
+    return chosen, {"probability": test, "label": (test >= threshold).astype(int)}

@@ -21,7 +21,7 @@ from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.metrics import binary_scores
-from pipeline.infer.postprocess import average, choose_clip, choose_space, choose_threshold, clip
+from pipeline.infer.postprocess import average, choose_space, post_process
 from pipeline.infer.tta import parse_views, predict_views
 from pipeline.layout import NoModelsError
 from pipeline.model import classifier  # noqa: F401  (registers the custom layers that model.keras files use)
@@ -99,31 +99,22 @@ def predict_run(config: Config, competition: Competition, index: ImageIndex, run
         space = config.predict.average
     oof = average(oof_views, space)
     test = average(np.concatenate(test_members), space)  # (folds x views, test images) -> test images
-    common = {
-        "views": views,
-        "average": space,
-        "folds": len(members),
-        "oof_single_view": binary_scores(labels, oof_views[0]),
-        "oof_with_tta": binary_scores(labels, oof),
-        "oof_log_loss_by_space": space_losses,
-        "models": [m.name for m in averaged],
-    }
-    frame = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy()})
-    if competition.submission_kind == "probability":
-        c, loss = choose_clip(oof, labels)
-        chosen = PostProcessing(
-            **common,
-            clip=c,
-            oof_with_tta_and_clip={**binary_scores(labels, clip(oof, max(c, 1e-7))), "log_loss": loss},
-        )
-        frame["probability"] = clip(test, c)
-        step = f"clip={c}"
-    else:
-        threshold, accuracy = choose_threshold(oof, labels)
-        chosen = PostProcessing(**common, threshold=threshold, oof_accuracy_at_threshold=accuracy)
-        frame["probability"] = test
-        frame["label"] = (test >= threshold).astype(int)
-        step = f"threshold={threshold}"
+    chosen, columns = post_process(
+        competition.submission_kind,
+        oof,
+        labels,
+        test,
+        views=views,
+        average=space,
+        folds=len(members),
+        oof_single_view=binary_scores(labels, oof_views[0]),
+        oof_log_loss_by_space=space_losses,
+        models=[m.name for m in averaged],
+    )
+    frame = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy(), **columns})
+    step = f"clip={chosen.clip}" if chosen.clip is not None else f"threshold={chosen.threshold}"
+    oof_ids = np.concatenate([v["id"].astype(str).to_numpy() for v, _ in oof_parts])
+    run.write_final_oof(pd.DataFrame({"id": oof_ids, "label": labels, "probability": oof}))
     run.write_test_predictions(frame)
     run.write_postprocessing(chosen)
     print(f"Post-processing: {space} averaging; {step}")

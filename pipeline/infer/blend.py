@@ -1,0 +1,151 @@
+"""Blending finished runs (k-fold with predict, stack, other blends): weights fit on their
+out-of-fold predictions (non-negative, summing to 1, by scipy's SLSQP on log loss), then the
+post-processing chosen on the blended out-of-fold predictions, as `predict` does.
+
+No model is loaded: a blend reads each run's saved out-of-fold and test predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from pipeline import layout
+from pipeline.competitions import Competition
+from pipeline.config import Config, ConfigError
+from pipeline.fit.metrics import EPSILON
+from pipeline.infer.postprocess import post_process
+from pipeline.run import PostProcessing, Run
+
+
+class BlendError(ConfigError):
+    """Runs that cannot be blended (`--runs`); the message says which and what to run first."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One blended run's out-of-fold and test predictions, aligned by id."""
+
+    run: Run
+    oof: pd.DataFrame  # id, label, probability
+    test: pd.DataFrame  # id, probability
+
+
+def find_runs(config: Config, names: list[str]) -> list[Run]:
+    """Runs by name under runs/<slug>/ (or by path), each checked to exist."""
+    runs = []
+    for name in names:
+        path = Path(name) if Path(name).is_dir() else layout.competition_runs(config) / name
+        if not path.is_dir():
+            known = ", ".join(sorted(p.name for p in layout.competition_runs(config).glob("*") if p.is_dir()))
+            raise BlendError(
+                f"no run {name!r} in {layout.competition_runs(config)} (runs there: {known or 'none'})"
+            )
+        runs.append(Run(path))
+    return runs
+
+
+def load_members(config: Config, runs: list[Run]) -> list[Member]:
+    """Each run's predictions; refused in one sentence when a run is of another competition, has
+    not been predicted, or its out-of-fold or test ids differ from the first run's."""
+    if len(runs) < 2:
+        raise BlendError("blend needs two runs at least: --runs A,B")
+    members = []
+    for run in runs:
+        saved = run.read_config().get("competition") if run.config_path.is_file() else None
+        if saved not in (None, config.competition):
+            raise BlendError(
+                f"run {run.name} is of {saved}, not {config.competition}: blend runs of one competition"
+            )
+        oof, test = run.read_final_oof(), run.read_test_predictions()
+        if oof is None or test is None:
+            raise BlendError(
+                f"run {run.name} has no out-of-fold and test predictions to blend: run "
+                f"`predict --run {run.name}` (or `stack`) first"
+            )
+        members.append(
+            Member(run, oof.sort_values("id", ignore_index=True), test.sort_values("id", ignore_index=True))
+        )
+    first = members[0]
+    for member in members[1:]:
+        for part in ("oof", "test"):
+            mine, theirs = getattr(member, part)["id"], getattr(first, part)["id"]
+            if len(mine) != len(theirs) or (mine.to_numpy() != theirs.to_numpy()).any():
+                kind = "out-of-fold" if part == "oof" else "test"
+                raise BlendError(
+                    f"run {member.run.name} has {kind} predictions of other images than {first.run.name} "
+                    f"({len(mine):,} against {len(theirs):,}): blend k-fold runs of the same index"
+                )
+    return members
+
+
+def blend_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the log loss of the weighted average of
+    (runs, images) probabilities."""
+    p = np.clip(predictions, EPSILON, 1 - EPSILON)
+    y = np.asarray(labels, dtype=np.float64)
+
+    def loss(w: np.ndarray) -> float:
+        q = np.clip(w @ p, EPSILON, 1 - EPSILON)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+    n = len(p)
+    found = minimize(
+        loss,
+        np.full(n, 1.0 / n),
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * n,
+        constraints=({"type": "eq", "fun": lambda w: w.sum() - 1.0},),
+    )
+    weights = np.clip(found.x, 0.0, None)
+    return weights / weights.sum()
+
+
+@dataclass(frozen=True)
+class BlendResult:
+    """A finished blend: its run folder, weights and test predictions."""
+
+    run: Run
+    weights: dict[str, float]
+    test: pd.DataFrame
+    postprocessing: PostProcessing
+
+
+def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendResult:
+    """Blend `runs` with weights fit on their out-of-fold predictions; save the blend as a run."""
+    members = load_members(config, runs)
+    labels = members[0].oof["label"].to_numpy()
+    oof = np.stack([m.oof["probability"].to_numpy() for m in members])
+    test = np.stack([m.test["probability"].to_numpy() for m in members])
+    weights = blend_weights(oof, labels)
+    chosen, columns = post_process(
+        competition.submission_kind,
+        weights @ oof,
+        labels,
+        weights @ test,
+        views=[],
+        average="probability",
+        folds=0,
+        models=[f"{m.run.name} x {w:.3f}" for m, w in zip(members, weights, strict=True)],
+    )
+    name = config.train.run_name or "blend-" + "+".join(m.run.name for m in members)
+    run = Run(layout.competition_runs(config) / name)
+    ids = members[0].oof["id"].to_numpy()
+    run.save_config(config)
+    run.write_final_oof(pd.DataFrame({"id": ids, "label": labels, "probability": weights @ oof}))
+    frame = pd.DataFrame({"id": members[0].test["id"].to_numpy(), **columns})
+    run.write_test_predictions(frame)
+    run.write_postprocessing(chosen)
+    shares = {m.run.name: float(w) for m, w in zip(members, weights, strict=True)}
+    singles = ", ".join(
+        f"{m.run.name} {m.run.cv_score(competition.metric) or float('nan'):.4f}" for m in members
+    )
+    print(
+        f"Blend weights (fit on out-of-fold predictions): {', '.join(f'{k} {v:.3f}' for k, v in shares.items())}"
+    )
+    print(f"CV {competition.metric}: blend {chosen.cv_score(competition.metric):.4f}; runs alone: {singles}")
+    return BlendResult(run, shares, frame, chosen)

@@ -1,0 +1,101 @@
+"""`stack`: cached backbone features, a logistic regression per fold, a validated submission;
+then `blend` of the stack with a k-fold run (mechanics on the demo; quality on real photos in
+test_transfer_real_weights.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import flow, layout
+from pipeline.competitions import Competition
+from pipeline.infer import stack
+from pipeline.model.backbones import WeightsError
+from pipeline.run import Run
+from tests.conftest import tiny_config
+
+RANDOM_MOBILENET = {
+    "model__backbone": "mobilenet-0.25",
+    "model__weights": "none",  # random weights: the mechanics, not the quality
+    "stack__sizes": "32,40",
+    "train__folds": 3,
+}
+
+
+def test_stack_writes_oof_and_a_valid_submission_and_reuses_its_features(
+    tmp_path: Path,
+    demo: Competition,
+    demo_archive_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tiny_config(
+        tmp_path,
+        paths__input_root=str(demo_archive_dir.parent),
+        paths__submissions_root=str(tmp_path / "submissions"),
+        **RANDOM_MOBILENET,
+    )
+    submission = flow.stack(config)
+    run = Run(stack.stack_run_dir(config))
+    assert run.name == "stack-mobilenet-0.25-32+40px"
+    assert layout.submission_run(submission, demo.slug) == run.name
+    oof = run.read_oof()
+    assert oof["id"].is_unique and sorted(oof["fold"].unique()) == [0, 1, 2]
+    assert len(oof) == len(run.read_final_oof()) and run.cv_score("log_loss") is not None
+    solution = pd.read_csv(demo_archive_dir / "solution.csv")
+    assert sorted(pd.read_csv(submission)["id"]) == sorted(solution["id"])
+    assert len(list(layout.features_dir(config).glob("*.npy"))) == 2  # one file per size
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("images were read again instead of the cached features")
+
+    monkeypatch.setattr(stack, "make_dataset", no_network)
+    again = flow.stack(config)
+    pd.testing.assert_frame_equal(pd.read_csv(again), pd.read_csv(submission))  # same features, same folds
+
+
+def test_a_missing_weights_file_is_refused_before_any_feature_is_computed(
+    tmp_path: Path, demo_archive_dir: Path
+) -> None:
+    config = tiny_config(
+        tmp_path,
+        paths__input_root=str(demo_archive_dir.parent),
+        **{**RANDOM_MOBILENET, "model__weights": str(tmp_path / "missing.h5")},
+    )
+    with pytest.raises(WeightsError, match=r"missing\.h5"):
+        flow.stack(config)
+    assert not layout.features_dir(config).exists()
+
+
+def test_a_stack_of_the_small_cnn_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    from pipeline.config import ConfigError
+
+    config = tiny_config(tmp_path, model__backbone="small-cnn")
+    with pytest.raises(ConfigError, match="pretrained"):
+        flow.stack(config)
+
+
+def test_blend_of_a_stack_and_a_kfold_run_is_no_worse_than_either_on_oof(
+    tmp_path: Path, demo: Competition, demo_archive_dir: Path
+) -> None:
+    common = {
+        "paths__input_root": str(demo_archive_dir.parent),
+        "paths__submissions_root": str(tmp_path / "submissions"),
+        "train__folds": 3,
+    }
+    cnn = tiny_config(
+        tmp_path, model__backbone="small-cnn", data__image_size=48, train__head_epochs=3, **common
+    )
+    flow.train(cnn, report_after=False)
+    flow.predict(cnn)
+    stacked = tiny_config(tmp_path, **{**RANDOM_MOBILENET, **common})
+    flow.stack(stacked)
+    names = [layout.run_name(cnn), stack.stack_run_dir(stacked).name]
+    submission = flow.blend(cnn, names)
+    blended = Run(layout.competition_runs(cnn) / f"blend-{'+'.join(names)}")
+    alone = [Run(layout.competition_runs(cnn) / name).cv_score("log_loss") for name in names]
+    assert blended.cv_score("log_loss") <= min(alone) + 1e-6
+    assert layout.submission_run(submission, demo.slug) == blended.name
+    assert np.isfinite(pd.read_csv(submission)["label"]).all()

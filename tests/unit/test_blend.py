@@ -1,0 +1,88 @@
+"""Blending runs on their out-of-fold predictions: weights, post-processing, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.competitions import get_competition
+from pipeline.config import load_config
+from pipeline.fit.metrics import binary_scores
+from pipeline.infer.blend import BlendError, blend, blend_weights, find_runs
+from pipeline.run import Run
+
+SLUG = "dogs-vs-cats-redux-kernels-edition"
+
+
+def predicted_run(
+    folder: Path, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, competition=SLUG
+) -> Run:
+    """A run folder as `predict` leaves it: out-of-fold and test predictions and the configuration."""
+    run = Run(folder)
+    run.save_config(load_config(overrides={"competition": competition}, environ={}))
+    ids = [str(i) for i in range(len(labels))]
+    run.write_final_oof(pd.DataFrame({"id": ids, "label": labels, "probability": oof}))
+    run.write_test_predictions(pd.DataFrame({"id": [str(i) for i in range(len(test))], "probability": test}))
+    return run
+
+
+def two_runs(tmp_path: Path) -> tuple[list[Run], np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good = np.clip(0.5 + (labels - 0.5) * 0.8 + rng.normal(0, 0.1, 400), 0.01, 0.99)  # informative
+    noise = rng.uniform(0.01, 0.99, 400)  # no information
+    runs_root = tmp_path / "runs" / SLUG
+    runs = [
+        predicted_run(runs_root / "good", good, labels, rng.uniform(size=50)),
+        predicted_run(runs_root / "noise", noise, labels, rng.uniform(size=50)),
+    ]
+    return runs, labels
+
+
+def test_weights_are_non_negative_sum_to_one_and_favour_the_better_run(tmp_path: Path) -> None:
+    runs, labels = two_runs(tmp_path)
+    oof = np.stack([r.read_final_oof()["probability"].to_numpy() for r in runs])
+    weights = blend_weights(oof, labels)
+    assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
+    assert weights[0] > 0.9  # the run without information gets (almost) nothing
+
+
+def test_a_blend_is_a_run_with_its_cv_and_test_predictions(tmp_path: Path, capsys) -> None:
+    runs, _ = two_runs(tmp_path)
+    config = load_config(
+        overrides={"competition": SLUG, "paths.runs_root": str(tmp_path / "runs")}, environ={}
+    )
+    result = blend(config, get_competition(SLUG), find_runs(config, ["good", "noise"]))
+    assert result.run.name == "blend-good+noise" and len(result.test) == 50
+    good = runs[0].read_final_oof()
+    alone = binary_scores(good["label"].to_numpy(), good["probability"].to_numpy())["log_loss"]
+    assert result.run.cv_score("log_loss") <= alone + 1e-6  # no worse than the better run alone
+    assert result.run.read_final_oof() is not None  # a blend can be blended again
+    assert "Blend weights" in capsys.readouterr().out
+
+
+def test_runs_that_cannot_be_blended_are_refused_in_one_sentence(tmp_path: Path) -> None:
+    runs, labels = two_runs(tmp_path)
+    config = load_config(
+        overrides={"competition": SLUG, "paths.runs_root": str(tmp_path / "runs")}, environ={}
+    )
+    competition = get_competition(SLUG)
+    root = tmp_path / "runs" / SLUG
+    with pytest.raises(BlendError, match="no run 'missing'"):
+        find_runs(config, ["good", "missing"])
+    with pytest.raises(BlendError, match="two runs"):
+        blend(config, competition, runs[:1])
+    Run(root / "trained-only").save_config(config)
+    with pytest.raises(BlendError, match="predict --run trained-only"):
+        blend(config, competition, [runs[0], Run(root / "trained-only")])
+    fewer = predicted_run(root / "fewer", np.full(300, 0.5), labels[:300], np.full(50, 0.5))
+    with pytest.raises(BlendError, match="other images"):
+        blend(config, competition, [runs[0], fewer])
+    other = predicted_run(
+        root / "other", np.full(400, 0.5), labels, np.full(50, 0.5), competition="dogs-vs-cats"
+    )
+    with pytest.raises(BlendError, match="of dogs-vs-cats"):
+        blend(config, competition, [runs[0], other])
