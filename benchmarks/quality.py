@@ -7,7 +7,9 @@ hidden solution.csv (used for nothing else). The ladder: the hand-written keras-
 script (benchmarks/handwritten.py, the reference every ratio is taken against), a keras.io-style
 from-scratch baseline, the project's small CNN, MobileNet alpha=0.25 with real ImageNet weights
 (../shared/weights) frozen (backbone every epoch, then on features computed once), two-phase, a
-k-fold ensemble, then TTA and OOF-chosen clipping. The ablations: the default recipe on the holdout
+k-fold ensemble, then TTA and OOF-chosen clipping, the default recipe (`train` + `predict`), the
+stack of bottleneck features at the reference's size and at the default sizes, and a blend of the
+default recipe with the stack (weights on out-of-fold predictions). The ablations: the default recipe on the holdout
 split with one setting changed at a time, each with several seeds (mean and range). Prints two
 markdown tables and writes them to runs/bench/quality-<UTC>.md.
 """
@@ -36,7 +38,9 @@ from pipeline.config import Config, load_config
 from pipeline.fit.cross_validation import train_kfold
 from pipeline.fit.refit import train_refits
 from pipeline.fit.train import train_holdout
+from pipeline.infer.blend import blend
 from pipeline.infer.predict import member_predictions, predict_run
+from pipeline.infer.stack import fit_stack
 from pipeline.run import Run
 
 WORK = layout.bench_dir() / "quality"
@@ -123,6 +127,7 @@ def prepare() -> tuple[ImageIndex, np.ndarray]:
     if not (WORK / "input" / "dogs-vs-cats").exists():
         (WORK / "input" / "dogs-vs-cats").symlink_to(mini)
     shutil.rmtree(WORK / "runs", ignore_errors=True)
+    shutil.rmtree(layout.features_dir(base_config()), ignore_errors=True)  # the stack's features too
     index = prepare_index(base_config(), get_competition("dogs-vs-cats"))
     solution = pd.read_csv(mini / "solution.csv").astype({"id": str}).set_index("id")["label"]
     return index, solution.loc[index.test["id"].astype(str)].to_numpy()
@@ -157,6 +162,7 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "label smoothing 0.1": {"train.label_smoothing": 0.1},
     "EMA of the weights": {"train.ema": True},
     "resize by stretching (as the reference)": {"data.resize_mode": "stretch"},
+    "image size 224 (the backbone's own)": {"data.image_size": 224},
 }
 
 
@@ -293,6 +299,31 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
         f"{recipe.train.refit} refit, {len(chosen.views)} views{clipped(chosen.clip)})"
     )
     results.append((name, prediction.test["probability"].to_numpy(), seconds + predict_seconds))
+
+    recipe_seconds = seconds + predict_seconds
+
+    def stacked(sizes: str) -> tuple[Run, float]:
+        config = base_config(**{"stack.sizes": sizes})
+        result, seconds = timed(lambda: fit_stack(config, competition, index))
+        name = (
+            f"stack: MobileNet 0.25 features at {sizes.replace(',', '+')} px ({config.stack.views} "
+            f"averaged), logistic regression per fold ({config.train.folds} folds){clipped(result.postprocessing.clip)}"
+        )
+        results.append((name, result.test["probability"].to_numpy(), seconds))
+        return result.run, seconds
+
+    stacked("160")  # the reference's size: what the sizes add
+    stack_run, stack_seconds = stacked(base_config().stack.sizes)  # the default sizes
+    blended, seconds = timed(lambda: blend(recipe, competition, [run, stack_run]))
+    seconds += recipe_seconds + stack_seconds  # the blend needs both runs
+    weights = ", ".join(f"{name} {w:.2f}" for name, w in blended.weights.items())
+    results.append(
+        (
+            f"blend: default recipe + stack, weights on OOF ({weights})",
+            blended.test["probability"].to_numpy(),
+            seconds,
+        )
+    )
 
     base_loss = scores(results[0][1], test_labels)[0]
     rows = []
