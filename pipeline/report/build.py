@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import layout
-from pipeline.competitions import get_competition
+from pipeline.competitions import Competition, get_competition
 from pipeline.config import Config, apply_settings
 from pipeline.infer.postprocess import choose_clip, clip
 from pipeline.report import plots
@@ -153,7 +153,7 @@ def build_report(config: Config, run: Run) -> Path:
     images = _images(config, validation["id"].tolist())
     _gallery(page, validation, images, competition.classes, out)
     _model_section(page, model, config, out)
-    _inside(page, model, config, validation, images, out)
+    _inside(page, model, config, competition, validation, images, out)
     _extras(page, config, out)
     return run.publish_report(page.render(f"{competition.title}: run {run.name}"))
 
@@ -294,7 +294,13 @@ def _model_inputs(config: Config, paths: list[Path]) -> np.ndarray:
 
 
 def _inside(
-    page: Page, model, config: Config, validation: pd.DataFrame, images: dict[str, Path], out: Path
+    page: Page,
+    model,
+    config: Config,
+    competition: Competition,
+    validation: pd.DataFrame,
+    images: dict[str, Path],
+    out: Path,
 ) -> None:
     from pipeline.report.inside import feature_maps, first_conv_filters, gradcam
 
@@ -315,19 +321,20 @@ def _inside(
         plots.feature_maps(feature_maps(model, inputs[0]), out / "feature_maps.png"),
         "feature maps of one image at four depths",
     )
-    captions = [
-        f"P={p:.2f}, true {int(label)}"
-        for p, label in zip(chosen["probability"], chosen["label"], strict=True)
-    ]
     try:
-        heat = gradcam(model, inputs)
+        heat, predicted = gradcam(model, inputs)
     except NotImplementedError as error:
         page.text("inside", f"No Grad-CAM: {error} (rebuild this report with --backend tensorflow).")
         return
+    classes, positive = competition.classes, competition.classes[-1]
+    captions = [
+        f"{classes[c]} (P({positive})={p:.2f}); true {classes[int(label)]}"
+        for c, p, label in zip(predicted, chosen["probability"], chosen["label"], strict=True)
+    ]
     page.image(
         "inside",
         plots.heatmap_overlays(list(inputs), list(heat), captions, out / "gradcam.png"),
-        "Grad-CAM: where the model looks",
+        "Grad-CAM of the class the model chose (named first in each title): where the evidence for it lies",
     )
 
 

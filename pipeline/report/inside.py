@@ -44,19 +44,36 @@ def feature_maps(model: keras.Model, image: np.ndarray, depths: int = 4) -> dict
     return {name: ops.convert_to_numpy(o)[0] for name, o in zip(dict.fromkeys(picked), outputs, strict=True)}
 
 
-def _gradients_tensorflow(grad_model: keras.Model, x: keras.KerasTensor) -> tuple[np.ndarray, np.ndarray]:
+def _gradients_tensorflow(
+    grad_model: keras.Model, x: keras.KerasTensor, target: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        activations, output = grad_model(x, training=False)
-        score = output[:, -1]
-    return activations.numpy(), tape.gradient(score, activations).numpy()
+        activations, logits = grad_model(x, training=False)
+        if logits.shape[-1] == 1:  # sigmoid: the logit of the positive class; its negative for the other
+            logit = logits[:, 0]
+            positive = logit > 0 if target is None else tf.fill(tf.shape(logit), target == 1)
+            score = tf.where(tf.stop_gradient(positive), logit, -logit)
+            chosen = tf.cast(positive, tf.int32)
+        else:  # softmax: the chosen class's logit
+            chosen = (
+                tf.argmax(logits, axis=-1, output_type=tf.int32)
+                if target is None
+                else tf.fill(tf.shape(logits)[:1], target)
+            )
+            score = tf.gather(logits, chosen, axis=1, batch_dims=1)
+    return activations.numpy(), tape.gradient(score, activations).numpy(), chosen.numpy()
 
 
-def gradcam(model: keras.Model, images: np.ndarray, layer: str | None = None) -> np.ndarray:
+def gradcam(
+    model: keras.Model, images: np.ndarray, layer: str | None = None, target: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM heat maps (n, h, w) in [0, 1] over `layer` (default: the backbone's last spatial
-    layer at least 7 pixels across, as 7x7 in keras.applications networks at 224 px) for
-    P(positive class): ReLU(sum_c mean_hw(d score / d A_c) * A_c).
+    layer at least 7 pixels across, as 7x7 in keras.applications networks at 224 px), and the class
+    each map is for: the predicted class (or `target`). The score differentiated is that class's
+    logit (for a sigmoid output, the logit for the positive class and its negative for the other),
+    not a probability, which saturates: ReLU(sum_c mean_hw(d score / d A_c) * A_c).
 
     The gradient is the backend's own: tf.GradientTape under TensorFlow. Under JAX it would need
     the activations as the input of a function to differentiate, which the nested keras.applications
@@ -74,11 +91,12 @@ def gradcam(model: keras.Model, images: np.ndarray, layer: str | None = None) ->
     inputs = keras.Input(images.shape[1:])
     x = _preprocess(model, inputs)
     activations, features = inner(x)
-    output = model.get_layer(OUTPUT)(model.get_layer(HEAD_DROPOUT)(features))
-    values, gradients = _gradients_tensorflow(
-        keras.Model(inputs, [activations, output]), ops.convert_to_tensor(images)
+    dense = model.get_layer(OUTPUT)
+    logits = ops.matmul(model.get_layer(HEAD_DROPOUT)(features), dense.kernel) + dense.bias
+    values, gradients, chosen = _gradients_tensorflow(
+        keras.Model(inputs, [activations, logits]), ops.convert_to_tensor(images), target
     )
     weights = gradients.mean(axis=(1, 2), keepdims=True)
     heat = np.maximum((weights * values).sum(axis=-1), 0.0)
     peak = heat.max(axis=(1, 2), keepdims=True)
-    return heat / np.where(peak > 0, peak, 1.0)
+    return heat / np.where(peak > 0, peak, 1.0), chosen

@@ -129,11 +129,19 @@ def one_half_model(half: str) -> keras.Model:
 
 
 @pytest.mark.parametrize("half", ["left", "right"])
-def test_gradcam_mass_lies_in_the_half_the_decision_depends_on(half: str) -> None:
+@pytest.mark.parametrize("predicted", [0, 1])
+def test_gradcam_of_the_predicted_class_lies_in_the_half_the_decision_depends_on(
+    half: str, predicted: int
+) -> None:
     keras.utils.set_random_seed(0)
     model = one_half_model(half)
+    dense = model.get_layer(OUTPUT)
+    kernel, _ = dense.get_weights()
+    dense.set_weights([kernel, np.array([8.0 if predicted else -8.0], "float32")])  # saturated: P = 0 or 1
     images = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
-    heat = gradcam(model, images)
-    assert heat.shape == (4, 16, 16) and heat.max() > 0
+    assert ((model.predict(images, verbose=0)[:, 0] > 0.5) == bool(predicted)).all()
+    heat, chosen = gradcam(model, images)
+    assert chosen.tolist() == [predicted] * 4 and heat.shape == (4, 16, 16)
+    assert (heat.max(axis=(1, 2)) > 0).all()  # no blank map, whichever class was chosen
     left = heat[:, :, :8].sum() / heat.sum()
     assert (left if half == "left" else 1 - left) > 0.95
