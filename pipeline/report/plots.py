@@ -162,14 +162,39 @@ def heatmap_overlays(
     return _save(figure, path)
 
 
+def submission_labels(rows: pd.DataFrame) -> list[str]:
+    """One label per submission: its time (UTC, to the minute) and its run, so that several
+    submissions of one run can be told apart."""
+    times = pd.to_datetime(rows["time"], errors="coerce", utc=True)
+    return [
+        f"{t:%m-%d %H:%M} {str(run)[:24]}" if pd.notna(t) else str(run)[:24]
+        for t, run in zip(times, rows["run"], strict=True)
+    ]
+
+
 def cv_against_public(rows: pd.DataFrame, metric: str, path: Path) -> Path:
-    """Each scored submission as a labelled point, CV (x) against public score (y), with y = x:
-    points leaving the line show a CV that stops predicting the leaderboard."""
-    figure, axis = plt.subplots(figsize=(5.2, 4.4))
-    axis.scatter(rows["cv_score"], rows["public_score"], zorder=3)
-    for row in rows.itertuples():
+    """Each scored submission as a point labelled with its time and run, CV (x) against public
+    score (y), the latest highlighted, with y = x: points leaving the line show a CV that stops
+    predicting the leaderboard."""
+    figure, axis = plt.subplots(figsize=(5.6, 4.6))
+    order = pd.to_datetime(rows["time"], errors="coerce", utc=True).argsort(kind="stable").to_numpy()
+    rows = rows.iloc[order]
+    earlier, latest = rows.iloc[:-1], rows.iloc[-1:]
+    axis.scatter(
+        earlier["cv_score"], earlier["public_score"], zorder=3, color="tab:blue", label="submissions"
+    )
+    axis.scatter(
+        latest["cv_score"],
+        latest["public_score"],
+        zorder=4,
+        s=90,
+        color="tab:red",
+        marker="*",
+        label="latest",
+    )
+    for label, row in zip(submission_labels(rows), rows.itertuples(), strict=True):
         axis.annotate(
-            str(row.run)[:28],
+            label,
             (row.cv_score, row.public_score),
             fontsize=7,
             xytext=(4, 4),
