@@ -151,7 +151,8 @@ def build_report(config: Config, run: Run) -> Path:
     )
     model = _load_model(members[0])
     images = _images(config, validation["id"].tolist())
-    _gallery(page, validation, images, competition.classes, out)
+    commons = _what_errors_share(page, config, validation, threshold)
+    _gallery(page, validation, images, competition.classes, out, commons)
     _model_section(page, model, config, out)
     _inside(page, model, config, competition, validation, images, out)
     _extras(page, config, out)
@@ -218,9 +219,53 @@ def _load_model(member: Run):
     return keras.saving.load_model(member.model_path)
 
 
+MAX_PROPERTY_IMAGES = 30_000  # images read for "what the errors have in common" (thumbnails: ~2 ms each)
+
+
+def _what_errors_share(
+    page: Page, config: Config, validation: pd.DataFrame, threshold: float
+) -> pd.DataFrame | None:
+    """Error rates by image property (grayscale, size, aspect ratio, brightness) and the finding, in
+    the errors section; returns the evaluated images with their properties (for the galleries)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.report.errors import error_table, finding, image_properties
+
+    table = layout.index_dir(config) / "train.csv"
+    if not table.is_file():
+        return None
+    index = pd.read_csv(table, dtype={"id": str})[["id", "path", "width", "height"]]
+    evaluated = validation.merge(index, on="id").head(MAX_PROPERTY_IMAGES)
+    evaluated = evaluated[[Path(p).is_file() for p in evaluated["path"]]].reset_index(drop=True)
+    if evaluated.empty:
+        return None
+    with ThreadPoolExecutor(max_workers=config.data.validation_workers) as pool:
+        properties = pd.DataFrame(list(pool.map(image_properties, map(Path, evaluated["path"]))))
+    evaluated = pd.concat([evaluated, properties], axis=1)
+    evaluated["wrong"] = (evaluated["probability"] >= threshold).astype(int) != evaluated["label"].astype(int)
+    rates = error_table(evaluated, evaluated)
+    found = finding(rates)
+    page.add("errors", "<h3>What the errors have in common</h3>")
+    page.text(
+        "errors",
+        (found[0].upper() + found[1:] + ".")
+        if found
+        else f"No group of images stands out: {int(evaluated['wrong'].sum())} errors spread over the groups.",
+    )
+    page.table("errors", rates.rename(columns={"share of training images": "share of the images"}))
+    return evaluated
+
+
 def _gallery(
-    page: Page, validation: pd.DataFrame, images: dict[str, Path], classes: tuple[str, ...], out: Path
+    page: Page,
+    validation: pd.DataFrame,
+    images: dict[str, Path],
+    classes: tuple[str, ...],
+    out: Path,
+    commons: pd.DataFrame | None = None,
 ) -> None:
+    from pipeline.report.errors import dominant_group
+
     if not images:
         page.text(
             "gallery",
@@ -239,8 +284,14 @@ def _gallery(
             f"{classes[int(r.label)]}: P({classes[-1]})={r.probability:.2f}" for r in rows.itertuples()
         ]
         thumbnails = [_thumbnail(images[r.id]) for r in rows.itertuples()]
+        note = None
+        if commons is not None:
+            shown = commons[commons["id"].isin(rows["id"])]
+            note = dominant_group(shown, commons) if len(shown) == len(rows) else None
         page.image(
-            "gallery", plots.image_grid(thumbnails, captions, out / f"{name.replace(' ', '_')}.png"), name
+            "gallery",
+            plots.image_grid(thumbnails, captions, out / f"{name.replace(' ', '_')}.png"),
+            f"{name}: {note}" if note else name,
         )
 
 

@@ -22,3 +22,30 @@ def test_each_submission_of_one_run_gets_its_own_label_and_the_plot_is_written(t
     assert len(set(labels)) == 3 and labels[0] == "12-03 10:05 mobilenet-0.25-160px"
     picture = cv_against_public(rows, "log_loss", tmp_path / "scores.png")
     assert picture.is_file() and picture.stat().st_size > 1000
+
+
+def test_errors_concentrated_in_grayscale_images_are_named(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.report.errors import dominant_group, error_table, finding, image_properties
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        gray = i < 10
+        pixels = rng.integers(60, 200, (48, 64, 1 if gray else 3)).repeat(3 if gray else 1, axis=-1)
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(pixels.astype("uint8")).save(path)
+        wrong = gray and i < 5  # half the grayscale images are wrong, no colour one
+        rows.append({"id": str(i), "width": 64, "height": 48, "wrong": wrong, **image_properties(path)})
+    evaluated = pd.DataFrame(rows)
+    assert evaluated["grayscale"].tolist() == [True] * 10 + [False] * 30
+    table = error_table(evaluated, evaluated)
+    colour = table[table["property"] == "colour"].set_index("group")
+    assert colour.loc["grayscale", "error rate"] == 0.5 and colour.loc["colour", "error rate"] == 0.0
+    assert colour.loc["grayscale", "share of training images"] == 0.25
+    sentence = finding(table)
+    assert sentence is not None and "grayscale" in sentence and "50%" in sentence and "0%" in sentence
+    assert "grayscale" in dominant_group(evaluated[evaluated["wrong"]], evaluated)
+    assert finding(error_table(evaluated.assign(wrong=False), evaluated)) is None  # no errors: nothing to say
