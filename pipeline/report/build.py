@@ -360,7 +360,11 @@ def _inside(
         page.image(
             "inside",
             plots.filters_and_edges(filters, out / "filters.png"),
-            "first convolution's filters beside Prewitt and Sobel",
+            (
+                "Prewitt and Sobel, then the first convolution's filters: each colour channel and their grey "
+                "(luminance-weighted) sum, centred at 0 (red positive, blue negative), with the nearest "
+                "classic kernel and its cosine similarity"
+            ),
         )
     if not images:
         page.text("inside", "No images here for feature maps and Grad-CAM.")

@@ -111,25 +111,72 @@ def image_grid(images: list[np.ndarray], captions: list[str], path: Path, column
     return _save(figure, path)
 
 
-def filters_and_edges(filters: np.ndarray, path: Path, shown: int = 16) -> Path:
-    """The first convolution's filters (k x k x 3 -> colour tiles) beside Prewitt and Sobel."""
+LUMINANCE = np.array([0.299, 0.587, 0.114])  # how a grey image weighs red, green and blue
+
+
+def grey_filter(kernel: np.ndarray) -> np.ndarray:
+    """A (k, k, channels) filter as one (k, k) kernel acting on grey images: the luminance-weighted
+    sum of its colour channels (the mean for other channel counts)."""
+    if kernel.shape[-1] == 3:
+        return kernel @ LUMINANCE
+    return kernel.mean(axis=-1)
+
+
+def nearest_edge_filter(kernel: np.ndarray) -> tuple[str, float] | None:
+    """The classic edge detector (Prewitt or Sobel, x or y, either sign) closest to a (k, k) kernel
+    by cosine similarity, and that similarity; None for kernels that are not 3x3."""
+    if kernel.shape != (3, 3) or not np.any(kernel):
+        return None
+    flat = kernel.ravel() / np.linalg.norm(kernel)
+    scores = {name: float(flat @ edge.ravel() / np.linalg.norm(edge)) for name, edge in EDGE_FILTERS.items()}
+    name = max(scores, key=lambda n: abs(scores[n]))
+    return (name if scores[name] >= 0 else f"-{name}"), abs(scores[name])
+
+
+def _kernel_tile(axis: plt.Axes, kernel: np.ndarray, title: str, numbers: bool) -> None:
+    """One kernel on a diverging map centred at 0, with cell borders (and values if small)."""
+    scale = float(np.abs(kernel).max()) or 1.0
+    axis.imshow(kernel, cmap="RdBu_r", vmin=-scale, vmax=scale)
+    k = kernel.shape[0]
+    axis.set_xticks(np.arange(-0.5, k, 1), minor=True)
+    axis.set_yticks(np.arange(-0.5, k, 1), minor=True)
+    axis.grid(which="minor", color="black", linewidth=0.6)
+    axis.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    if numbers and k <= 3:
+        for (row, column), value in np.ndenumerate(kernel):
+            text = f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.2f}"
+            shade = "white" if abs(value) > 0.6 * scale else "black"
+            axis.text(column, row, text, ha="center", va="center", fontsize=6, color=shade)
+    axis.set_title(title, fontsize=7)
+
+
+def filters_and_edges(filters: np.ndarray, path: Path, shown: int = 8) -> Path:
+    """Prewitt and Sobel, then the first convolution's filters: each colour channel and the grey
+    sum, each tile on a diverging scale centred at 0, with the nearest classic kernel over the grey."""
     count = min(shown, filters.shape[-1])
-    columns = 8
-    rows = -(-count // columns) + 1
-    figure, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.5 * rows), squeeze=False)
+    channels = filters.shape[2]
+    per_filter = channels + 1 if channels == 3 else 1
+    columns = max(len(EDGE_FILTERS), 2 * per_filter)
+    rows = 1 + -(-count // (columns // per_filter))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.55 * rows), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     for axis, (name, edge) in zip(axes[0], EDGE_FILTERS.items(), strict=False):
-        axis.imshow(edge, cmap="gray")
-        axis.set_title(name, fontsize=8)
+        axis.axis("on")
+        _kernel_tile(axis, edge, name, numbers=True)
+    per_row = columns // per_filter
     for i in range(count):
-        tile = filters[..., i]
-        tile = (tile - tile.min()) / (np.ptp(tile) or 1.0)
-        axis = axes[1 + i // columns, i % columns]
-        axis.imshow(
-            tile if tile.shape[-1] == 3 else tile.mean(axis=-1), cmap=None if tile.shape[-1] == 3 else "gray"
-        )
-        axis.set_title(f"filter {i}", fontsize=7)
+        kernel = filters[..., i]
+        grey = grey_filter(kernel)
+        near = nearest_edge_filter(grey)
+        tiles = [(kernel[..., c], f"{i}: {'RGB'[c]}") for c in range(3)] if channels == 3 else []
+        label = f"{i}: grey" + (f"\n~{near[0]} ({near[1]:.2f})" if near else "")
+        tiles.append((grey, label))
+        row, start = 1 + i // per_row, (i % per_row) * per_filter
+        for offset, (tile, title) in enumerate(tiles):
+            axis = axes[row, start + offset]
+            axis.axis("on")
+            _kernel_tile(axis, tile, title, numbers=offset == len(tiles) - 1)
     return _save(figure, path)
 
 

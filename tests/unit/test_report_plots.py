@@ -49,3 +49,18 @@ def test_errors_concentrated_in_grayscale_images_are_named(tmp_path: Path) -> No
     assert sentence is not None and "grayscale" in sentence and "50%" in sentence and "0%" in sentence
     assert "grayscale" in dominant_group(evaluated[evaluated["wrong"]], evaluated)
     assert finding(error_table(evaluated.assign(wrong=False), evaluated)) is None  # no errors: nothing to say
+
+
+def test_a_learned_filter_is_matched_to_the_classic_edge_detector_it_resembles(tmp_path: Path) -> None:
+    import numpy as np
+
+    from pipeline.report.plots import EDGE_FILTERS, filters_and_edges, grey_filter, nearest_edge_filter
+
+    sobel_x = EDGE_FILTERS["Sobel x"]
+    colour = np.stack([sobel_x, sobel_x, sobel_x], axis=-1)  # the same kernel on every channel
+    np.testing.assert_allclose(grey_filter(colour), sobel_x)  # luminance weights sum to 1
+    name, cosine = nearest_edge_filter(-0.3 * sobel_x + 0.01)
+    assert name == "-Sobel x" and cosine > 0.99  # opposite polarity: the same edge detector
+    assert nearest_edge_filter(np.ones((7, 7))) is None  # only 3x3 kernels are compared
+    filters = np.random.default_rng(0).normal(size=(3, 3, 3, 16))
+    assert filters_and_edges(filters, tmp_path / "filters.png").stat().st_size > 1000
