@@ -373,8 +373,8 @@ def _inside(
     inputs = _model_inputs(config, [images[i] for i in chosen["id"]])
     page.image(
         "inside",
-        plots.feature_maps(feature_maps(model, inputs[0]), out / "feature_maps.png"),
-        "feature maps of one image at four depths",
+        plots.feature_maps(inputs[0], feature_maps(model, inputs[0]), out / "feature_maps.png"),
+        "the input image, then its feature maps at four depths (each row on one colour scale)",
     )
     try:
         heat, predicted = gradcam(model, inputs)

@@ -33,15 +33,32 @@ def first_conv_filters(model: keras.Model) -> np.ndarray | None:
     return None
 
 
+def readable_name(backbone: keras.Model, name: str) -> str:
+    """A layer named for a reader: its block (from the backbone's naming, or its position among the
+    backbone's spatial layers when Keras generated the name) and its type."""
+    from pipeline.model.backbones import block_of
+
+    names = spatial_layers(backbone)
+    layer = backbone.get_layer(name)
+    where = block_of(name) or f"layer {names.index(name) + 1} of {len(names)}"
+    return f"{where} ({type(layer).__name__})"
+
+
 def feature_maps(model: keras.Model, image: np.ndarray, depths: int = 4) -> dict[str, np.ndarray]:
-    """One image's activations at `depths` layers spread from the first to the last spatial layer."""
+    """One image's activations at `depths` layers spread from the first to the last spatial layer,
+    keyed by a readable name (block and layer type)."""
     backbone = model.get_layer(BACKBONE_LAYER)
     names = spatial_layers(backbone)
-    picked = [names[round(i * (len(names) - 1) / max(depths - 1, 1))] for i in range(depths)]
-    probe = keras.Model(backbone.input, [backbone.get_layer(n).output for n in dict.fromkeys(picked)])
+    picked = list(
+        dict.fromkeys(names[round(i * (len(names) - 1) / max(depths - 1, 1))] for i in range(depths))
+    )
+    probe = keras.Model(backbone.input, [backbone.get_layer(n).output for n in picked])
     outputs = probe(_preprocess(model, ops.convert_to_tensor(image[None], dtype="float32")))
     outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-    return {name: ops.convert_to_numpy(o)[0] for name, o in zip(dict.fromkeys(picked), outputs, strict=True)}
+    return {
+        readable_name(backbone, name): ops.convert_to_numpy(o)[0]
+        for name, o in zip(picked, outputs, strict=True)
+    }
 
 
 def _gradients_tensorflow(

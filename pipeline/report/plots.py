@@ -180,18 +180,25 @@ def filters_and_edges(filters: np.ndarray, path: Path, shown: int = 8) -> Path:
     return _save(figure, path)
 
 
-def feature_maps(maps: dict[str, np.ndarray], path: Path, channels: int = 6) -> Path:
-    """A few channels of one image's activations at several depths, one row per layer."""
-    figure, axes = plt.subplots(len(maps), channels, figsize=(1.6 * channels, 1.7 * len(maps)), squeeze=False)
-    for row, (name, activations) in enumerate(maps.items()):
-        for column in range(channels):
-            axis = axes[row, column]
-            axis.axis("off")
-            if column < activations.shape[-1]:
-                axis.imshow(activations[..., column], cmap="viridis")
-        axes[row, 0].set_title(
-            f"{name} {activations.shape[0]}x{activations.shape[1]}", fontsize=7, loc="left"
-        )
+def feature_maps(image: np.ndarray, maps: dict[str, np.ndarray], path: Path, channels: int = 6) -> Path:
+    """The input image, then a few channels of its activations at each depth: one row per layer,
+    named with its block and shape, all of a row on one colour scale with its colour bar."""
+    rows = len(maps) + 1
+    figure, axes = plt.subplots(rows, channels, figsize=(1.6 * channels + 0.6, 1.75 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    axes[0, 0].imshow(np.clip(image / 255.0, 0, 1))
+    axes[0, 0].set_title(f"input {image.shape[0]}x{image.shape[1]}", fontsize=7, loc="left")
+    for row, (name, activations) in enumerate(maps.items(), start=1):
+        shown = activations[..., :channels]
+        low, high = float(shown.min()), float(shown.max())
+        picture = None
+        for column in range(shown.shape[-1]):
+            picture = axes[row, column].imshow(shown[..., column], cmap="viridis", vmin=low, vmax=high)
+        h, w, c = activations.shape
+        axes[row, 0].set_title(f"{name}: {h}x{w}, {c} channels", fontsize=7, loc="left")
+        if picture is not None:
+            figure.colorbar(picture, ax=list(axes[row]), fraction=0.02, pad=0.01)
     return _save(figure, path)
 
 

@@ -145,3 +145,19 @@ def test_gradcam_of_the_predicted_class_lies_in_the_half_the_decision_depends_on
     assert (heat.max(axis=(1, 2)) > 0).all()  # no blank map, whichever class was chosen
     left = heat[:, :, :8].sum() / heat.sum()
     assert (left if half == "left" else 1 - left) > 0.95
+
+
+def test_feature_maps_are_named_by_block_and_drawn_beside_their_input(tmp_path: Path) -> None:
+    from pipeline.config import load_config
+    from pipeline.model.classifier import build_classifier
+    from pipeline.report import plots
+    from pipeline.report.inside import feature_maps
+
+    config = load_config(
+        overrides={"model.backbone": "mobilenet-0.25", "model.weights": "none", "data.image_size": 96},
+        environ={},
+    )
+    image = np.random.default_rng(0).uniform(0, 255, (96, 96, 3)).astype("float32")
+    maps = feature_maps(build_classifier(config, 2).model, image)
+    assert list(maps) == ["stem (Conv2D)", "block4 (ReLU)", "block9 (ReLU)", "block13 (ReLU)"]
+    assert plots.feature_maps(image, maps, tmp_path / "maps.png").stat().st_size > 1000
