@@ -307,10 +307,10 @@ def _model_section(page: Page, model, config: Config, out: Path) -> None:
         keras.utils.plot_model(model, to_file=str(diagram), show_shapes=True, dpi=70)
         page.image("model", diagram, "model diagram (keras.utils.plot_model)")
     except (ImportError, OSError) as error:  # pydot or Graphviz's `dot` missing
-        page.text(
-            "model",
-            f"No diagram: {error} (pip install pydot; apt-get install graphviz). The summary instead:",
+        missing = (
+            "pydot (pip install pydot)" if "pydot" in str(error) else "Graphviz (apt-get install graphviz)"
         )
+        page.text("model", f"No diagram here: {missing} is not installed. The layers instead:")
         lines: list[str] = []
         model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
         page.add("model", f"<pre>{html.escape(chr(10).join(lines))}</pre>")

@@ -111,6 +111,7 @@ def test_the_report_opens_whole_in_a_browser_with_every_section(
         figures = {p.name for p in run.report_dir.glob("*.png")}
         assert len(figures) == shown, graphviz  # each figure also beside the page
     assert "model.png" not in figures and "Total params" in text  # no diagram: the summary instead
+    assert "Graphviz (apt-get install graphviz) is not installed" in text and "https://graphviz" not in text
 
 
 def one_half_model(half: str) -> keras.Model:
