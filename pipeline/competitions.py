@@ -36,6 +36,7 @@ class Competition:
     label_column: str
     submission_kind: str
     metric: str
+    code_competition: bool = False  # kernels must run offline to submit (Kaggle's "code competition")
 
     @property
     def archive(self) -> str:

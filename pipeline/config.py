@@ -50,6 +50,19 @@ def duration(text: str | float) -> float:
         raise ValueError(f"{text!r} is not a duration such as 3h, 90m or 600") from error
 
 
+def switch(value: str | bool) -> str:
+    """auto | on | off from a word or a boolean (TOML true/false, --internet true)."""
+    text = str(value).strip().lower()
+    return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(text, text)
+
+
+def internet_enabled(config: Config) -> bool:
+    """Whether the kernel gets internet: kernel.internet, or (auto) unless a code competition."""
+    if config.kernel.internet != "auto":
+        return config.kernel.internet == "on"
+    return not get_competition(config.competition).code_competition
+
+
 def setting(
     default: Any,
     help: str,
@@ -329,7 +342,13 @@ class KernelConfig:
         "gpu", "Kaggle machine: gpu (T4 x2), tpu (v5e-8) or none (CPU)", choices=ACCELERATORS
     )
     slug: str = setting("", "kernel slug under your username; '' = <competition>-pipeline")
-    internet: bool = setting(False, "internet in the kernel (most competitions require it off)")
+    internet: str = setting(
+        "auto",
+        "internet in the kernel; auto: on (keras.applications downloads the weights) unless the "
+        "competition is a code competition, whose kernels must run offline",
+        choices=("auto", "on", "off"),
+        parse=switch,
+    )
     weights_dataset: str = setting(
         "", "dataset owner/slug holding the backbone's *_notop.h5 (attached read-only)"
     )

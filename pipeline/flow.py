@@ -247,7 +247,7 @@ def kernel_build(config: Config, out_dir: Path | None = None) -> Path:
     """Write the Kaggle kernel bundle (script + kernel-metadata.json), validated, without pushing."""
     from pipeline.kaggle_api import KaggleError, KaggleGateway
     from pipeline.kernel.bundle import build_bundle
-    from pipeline.kernel.metadata import CODE_FILE
+    from pipeline.kernel.metadata import CODE_FILE, weights_route
 
     try:
         username = KaggleGateway().username()
@@ -257,6 +257,7 @@ def kernel_build(config: Config, out_dir: Path | None = None) -> Path:
     folder = build_bundle(config, username, out_dir or layout.kernel_dir(config))
     size = (folder / CODE_FILE).stat().st_size
     print(f"Kernel bundle in {folder}: {CODE_FILE} ({size:,} bytes) and kernel-metadata.json")
+    print(weights_route(config))
     return folder
 
 

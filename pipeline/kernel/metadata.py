@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Config
+from pipeline.config import Config, internet_enabled
+from pipeline.registry import get_backbone
 
 METADATA_FILE = "kernel-metadata.json"
 CODE_FILE = "pipeline_kernel.py"
@@ -46,7 +47,7 @@ def build_metadata(config: Config, username: str) -> dict[str, Any]:
         "is_private": True,
         "enable_gpu": accelerator == "gpu",
         "enable_tpu": accelerator == "tpu",
-        "enable_internet": config.kernel.internet,
+        "enable_internet": internet_enabled(config),
         "machine_shape": MACHINE_SHAPES[accelerator],
         "competition_sources": [config.competition],
         "dataset_sources": [config.kernel.weights_dataset] if config.kernel.weights_dataset else [],
@@ -55,6 +56,24 @@ def build_metadata(config: Config, username: str) -> dict[str, Any]:
         "keywords": [],
         # no docker_image: a TPU kernel given one runs on the CPU image
     }
+
+
+def weights_route(config: Config) -> str:
+    """One sentence: how the backbone's weights reach the kernel."""
+    spec = get_backbone(config.model.backbone)
+    if not spec.pretrained or config.model.weights in ("", "none"):
+        return f"Weights: none needed ({spec.name}, weights {config.model.weights or 'none'})."
+    if config.kernel.weights_dataset:
+        return f"Weights: {spec.weights_file} from the attached dataset {config.kernel.weights_dataset}."
+    if internet_enabled(config):
+        return (
+            f"Weights: keras.applications downloads {spec.weights_file} in the kernel (internet on; "
+            "--internet off to run offline)."
+        )
+    return (
+        f"Weights: the kernel is offline (code competition or --internet off) and no dataset holds "
+        f"{spec.weights_file}: attach one with --weights-dataset owner/slug, or the kernel will stop at its start."
+    )
 
 
 def validate_metadata(metadata: dict[str, Any], folder: Path) -> None:

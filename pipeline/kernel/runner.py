@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import layout
-from pipeline.config import Config, apply_settings, use_backend, validate
+from pipeline.config import Config, apply_settings, internet_enabled, use_backend, validate
 from pipeline.kernel.metadata import SESSION_LIMITS
 from pipeline.native_logs import load_tensorflow
 from pipeline.registry import get_backbone
@@ -57,12 +57,12 @@ def find_weights(config: Config, input_dir: Path) -> str:
     if found:
         print(f"Weights: {found[0]} (attached)")
         return str(found[0])
-    if config.kernel.internet and wanted == "imagenet":
+    if internet_enabled(config) and wanted == "imagenet":
         return "imagenet"
     raise KernelSetupError(
         f"no {name} under {input_dir} and the kernel has no internet: attach a dataset holding it "
         f"(--weights-dataset owner/slug; the file is keras.applications.{spec.constructor}'s notop "
-        "weights), or push with --internet, or --weights none."
+        "weights), or push with --internet on (not allowed in code competitions), or --weights none."
     )
 
 

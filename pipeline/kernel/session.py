@@ -19,7 +19,7 @@ from pipeline.atomic import write_text
 from pipeline.config import Config
 from pipeline.kaggle_api import KaggleGateway, KernelError
 from pipeline.kernel.bundle import build_bundle
-from pipeline.kernel.metadata import kernel_slug
+from pipeline.kernel.metadata import kernel_slug, weights_route
 from pipeline.run import Run
 
 FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
@@ -41,6 +41,7 @@ def push(config: Config, gateway: KaggleGateway) -> dict:
     }
     write_text(folder / PUSHED, json.dumps(pushed, indent=2) + "\n")
     print(f"Pushed {kernel} version {version} ({config.kernel.accelerator}): {url}")
+    print(weights_route(config))
     return pushed
 
 

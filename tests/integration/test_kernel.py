@@ -56,7 +56,7 @@ def test_push_follow_fetch_and_submit_a_gpu_kernel(
     assert pushed["id"] == "sandbox/dogs-vs-cats-demo-pipeline" and pushed["version"] == 1
     request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].request
     assert request["machineShape"] == "NvidiaTeslaT4" and request["enableGpu"] is True
-    assert request["enableInternet"] is False and request["competitionDataSources"] == [demo.slug]
+    assert request["enableInternet"] is True and request["competitionDataSources"] == [demo.slug]  # no code competition
     assert request["text"] == (layout.kernel_dir(config) / CODE_FILE).read_text()  # the bundled code
     assert session.status(config, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
     target = flow.kernel_output(config, submit_it=True)

@@ -29,7 +29,9 @@ def test_metadata_sets_every_field_from_the_configuration(tmp_path: Path, accele
     assert (
         metadata["id"] == "me/dogs-vs-cats-pipeline" and slugify(metadata["title"]) == "dogs-vs-cats-pipeline"
     )
-    assert metadata["machine_shape"] == shape and metadata["enable_internet"] is False
+    assert (
+        metadata["machine_shape"] == shape and metadata["enable_internet"] is True
+    )  # not a code competition
     assert (metadata["enable_gpu"], metadata["enable_tpu"]) == (accelerator == "gpu", accelerator == "tpu")
     assert metadata["competition_sources"] == ["dogs-vs-cats"] and metadata["dataset_sources"] == [
         "me/effnet-weights"
@@ -73,7 +75,7 @@ def test_both_kaggle_input_layouts_are_found(tmp_path: Path) -> None:
 
 
 def test_attached_weights_are_used_and_missing_ones_fail_fast(tmp_path: Path) -> None:
-    mobilenet = config(**{"model.backbone": "mobilenet-0.25"})
+    mobilenet = config(**{"model.backbone": "mobilenet-0.25", "kernel.internet": "off"})
     with pytest.raises(
         KernelSetupError, match=r"no mobilenet_2_5_224_tf_no_top\.h5 .*no internet.*--weights-dataset"
     ):
@@ -82,7 +84,7 @@ def test_attached_weights_are_used_and_missing_ones_fail_fast(tmp_path: Path) ->
     attached.parent.mkdir()
     attached.write_bytes(b"h5")
     assert find_weights(mobilenet, tmp_path) == str(attached)
-    online = config(**{"model.backbone": "resnet50v2", "kernel.internet": True})
+    online = config(**{"model.backbone": "resnet50v2", "kernel.internet": True})  # TOML true = on
     assert find_weights(online, tmp_path) == "imagenet"
     assert find_weights(config(**{"model.backbone": "small-cnn"}), tmp_path) == "imagenet"  # not used
 
@@ -104,3 +106,25 @@ def test_the_tpu_is_resolved_locally_on_a_tpu_vm(tmp_path: Path) -> None:
     absent.touch()
     assert tpu_address({}, absent) == "local"  # /dev/accel0: a TPU VM such as Kaggle's v5e-8
     assert tpu_address({"TPU_NAME": "grpc://10.0.0.2:8470"}, absent) == "grpc://10.0.0.2:8470"
+
+
+def test_internet_is_on_by_default_except_in_code_competitions_and_the_weights_route_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    from pipeline import config as config_module
+    from pipeline.competitions import get_competition
+    from pipeline.config import internet_enabled
+    from pipeline.kernel.metadata import weights_route
+
+    default = config(**{"model.backbone": "mobilenet-0.25"})
+    assert default.kernel.internet == "auto" and internet_enabled(default)
+    assert "downloads mobilenet_2_5_224_tf_no_top.h5 in the kernel" in weights_route(default)
+    assert not internet_enabled(config(**{"kernel.internet": False}))
+    code = dataclasses.replace(get_competition("dogs-vs-cats"), code_competition=True)
+    monkeypatch.setattr(config_module, "get_competition", lambda slug: code)
+    assert not internet_enabled(default)
+    assert "attach one with --weights-dataset" in weights_route(default)
+    attached = config(**{"model.backbone": "mobilenet-0.25", "kernel.weights_dataset": "me/weights"})
+    assert "from the attached dataset me/weights" in weights_route(attached)
