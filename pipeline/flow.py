@@ -89,7 +89,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
-    check_split(config, found, holdout)
+    check_split(config, found, holdout, competition.classes)
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
@@ -178,7 +178,7 @@ def stack(config: Config) -> Path:
     competition = get_competition(config.competition)
     check_stack(config)
     found = prepare_index(config, competition)
-    check_split(config, found, holdout=False)
+    check_split(config, found, False, competition.classes)
     config = plan_cache(config, len(found.train) + len(found.test), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.infer.stack import check_weights, fit_stack, stack_run_dir
@@ -218,7 +218,7 @@ def tune(config: Config, worker_index: int | None = None) -> None:
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
-    check_split(config, found, holdout=True)  # every trial trains on the holdout split
+    check_split(config, found, True, competition.classes)  # every trial trains on the holdout split
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.fit.tune import (

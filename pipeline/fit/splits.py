@@ -35,8 +35,8 @@ def load_or_assign_folds(train: pd.DataFrame, n_splits: int, seed: int, path: Pa
         saved_keys = saved["id"] + "/" + saved["label"].astype(str)
         if set(saved_keys) != set(keys):
             raise layout.SplitMismatchError(
-                f"the fold split {path} was made from {len(saved):,} other images than the index's "
-                f"{len(train):,}: if the competition's images really changed, move that file aside "
+                f"the fold split {path} was made from other images ({len(saved):,}) than the index holds "
+                f"({len(train):,}): if the competition's images really changed, move that file aside "
                 "(runs trained on it no longer match) and train again; otherwise run `index --rebuild`"
             )
         return pd.Series(
@@ -52,14 +52,15 @@ def holdout_folds(config: Config) -> int:
     return max(2, round(1 / config.train.validation_fraction))
 
 
-def check_split(config: Config, index: ImageIndex, holdout: bool) -> None:
+def check_split(config: Config, index: ImageIndex, holdout: bool, classes: tuple[str, ...] = ()) -> None:
     """Refuse, before any work, a split with more folds than the smallest class has images."""
     k = holdout_folds(config) if holdout else config.train.folds
     counts = index.train["label"].value_counts()
     if len(counts) and counts.min() < k:
         setting = "train.validation_fraction" if holdout else "train.folds"
         raise ConfigError(
-            f"{setting} asks for {k} folds, but class {counts.idxmin()} has only {counts.min()} training "
+            f"{setting} asks for {k} folds, but class "
+            f"{classes[counts.idxmin()] if len(classes) > counts.idxmin() else counts.idxmin()} has only {counts.min()} training "
             f"image(s): use at most {counts.min()} folds"
         )
 
