@@ -342,6 +342,15 @@ class KernelConfig:
         "gpu", "Kaggle machine: gpu (T4 x2), tpu (v5e-8) or none (CPU)", choices=ACCELERATORS
     )
     slug: str = setting("", "kernel slug under your username; '' = <competition>-pipeline")
+    task: str = setting(
+        "train",
+        "what the kernel runs: train (k folds, predict, report), tune (the Optuna study of `tune`), "
+        "or all (tune, then train with the best parameters, predict, report)",
+        choices=("train", "tune", "all"),
+    )
+    tune_share: float = setting(
+        0.5, "task all: the share of the kernel's time budget given to tuning", within="(0, 1)"
+    )
     internet: str = setting(
         "auto",
         "internet in the kernel; auto: on (keras.applications downloads the weights) unless the "

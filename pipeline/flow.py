@@ -291,6 +291,10 @@ def kernel_output(config: Config, submit_it: bool = False) -> Path:
     gateway = KaggleGateway()
     target, run = session.fetch_outputs(config, gateway)
     submission = target / "submission.csv"
+    tuned = sorted(target.glob("runs/*/tune/*/best_params.json"))
+    if not submission.is_file() and tuned:  # a tuning kernel (kernel.task = tune)
+        print(f"Tuning kernel: best parameters in {tuned[-1]}; train with them: train --params {tuned[-1]}")
+        return target
     if not submission.is_file():
         raise FileNotFoundError(f"the kernel left no submission.csv in {target}: see its log there.")
     score = record_kernel_submission(config, competition, submission, target, run)

@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,9 @@ def find_sample_submission(config: Config) -> Path:
     return files.sample_submission
 
 
-def main(values: dict[str, Any]) -> Path:
-    """Run the bundled configuration end to end; return the submission written to /kaggle/working."""
+def main(values: dict[str, Any]) -> Path | None:
+    """Run the bundled configuration's task (kernel.task): train, tune, or all; return the
+    submission written to /kaggle/working (None for a tuning-only kernel)."""
     from pipeline import flow
 
     root = kaggle_root()
@@ -150,7 +152,19 @@ def main(values: dict[str, Any]) -> Path:
     load_tensorflow()
     gpus, tpus = describe_devices()
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
+    task, budget, started = config.kernel.task, config.train.time_budget, time.monotonic()
+    print(f"Task: {task}; time budget {budget / 3600:.1f} h", flush=True)
     flow.index(config)
+    if task in ("tune", "all"):
+        config = _tune(config, budget * (config.kernel.tune_share if task == "all" else 1.0))
+        if task == "tune":
+            print(
+                "Kernel finished: tuning only; best parameters in the outputs (runs/<slug>/tune/).",
+                flush=True,
+            )
+            return None
+        left = max(budget - (time.monotonic() - started), 60.0)
+        config = validate(apply_settings(config, {"train.time_budget": left}, "time left after tuning"))
     flow.train(config, report_after=False)  # reported below, with the test-time predictions
     submission = flow.predict(config)
     flow.report(config)
@@ -160,3 +174,22 @@ def main(values: dict[str, Any]) -> Path:
     shutil.copyfile(sample, root / "working" / sample.name)  # to validate against where the data is not
     print(f"Kernel finished: {final}", flush=True)
     return final
+
+
+def _tune(config: Config, seconds: float) -> Config:
+    """Run the study for at most `seconds` (no trial starts past them); return `config` with the
+    best parameters found (unchanged when no trial finished)."""
+    from pipeline import flow
+    from pipeline.fit.tune import best_params_path, load_params, load_study, with_params
+
+    timeout = min(config.tune.timeout or seconds, seconds)
+    flow.tune(validate(apply_settings(config, {"tune.timeout": timeout}, "kernel time budget")))
+    trials = load_study(config).get_trials(deepcopy=False)
+    finished = sum(t.state.name == "COMPLETE" for t in trials)
+    print(f"Tuning: {finished} of {len(trials)} trials finished within {timeout / 60:.0f} min", flush=True)
+    path = best_params_path(config)
+    if not finished or not path.is_file():
+        return config
+    params = load_params(path)
+    print(f"Training with the best parameters: {params}", flush=True)
+    return with_params(config, params)

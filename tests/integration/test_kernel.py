@@ -56,7 +56,9 @@ def test_push_follow_fetch_and_submit_a_gpu_kernel(
     assert pushed["id"] == "sandbox/dogs-vs-cats-demo-pipeline" and pushed["version"] == 1
     request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].request
     assert request["machineShape"] == "NvidiaTeslaT4" and request["enableGpu"] is True
-    assert request["enableInternet"] is True and request["competitionDataSources"] == [demo.slug]  # no code competition
+    assert request["enableInternet"] is True and request["competitionDataSources"] == [
+        demo.slug
+    ]  # no code competition
     assert request["text"] == (layout.kernel_dir(config) / CODE_FILE).read_text()  # the bundled code
     assert session.status(config, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
     target = flow.kernel_output(config, submit_it=True)
@@ -125,6 +127,43 @@ def test_the_generated_script_runs_in_kaggles_flat_layout(
     submission = pd.read_csv(root / "working" / "submission.csv")
     validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
     assert not any((root / "working").rglob("*.jpg"))  # images unpacked to scratch space, not saved
+
+
+def test_a_kernel_that_tunes_then_trains_with_the_best_parameters(
+    tmp_path: Path, demo_archive_dir: Path, demo: Competition
+) -> None:
+    space = {
+        "model.backbone": "choice:small-cnn",
+        "data.image_size": "choice:32",
+        "model.dropout": "float:0.0:0.4",
+    }
+    values = {
+        **TINY,
+        "kernel__accelerator": "none",
+        "kernel__task": "all",
+        "tune__trials": 2,
+        "tune__space": space,
+    }
+    bundle = build_bundle(tiny_config(tmp_path / "local", **values), "me", tmp_path / "bundle")
+    root = tmp_path / "kaggle"
+    with zipfile.ZipFile(demo_archive_dir / demo.archive) as archive:
+        archive.extractall(root / "input" / demo.slug)
+    (root / "working").mkdir()
+    env = {**os.environ, KAGGLE_ROOT_ENV: str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(SANDBOX_ENV, None)
+    done = subprocess.run(
+        [sys.executable, str(bundle / CODE_FILE)],
+        cwd=root / "working",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Task: all" in done.stdout and "Tuning: 2 of 2 trials finished" in done.stdout
+    assert "Training with the best parameters: {" in done.stdout
+    assert list((root / "working").glob("runs/*/tune/recipe/best_params.json"))  # the study is in the outputs
+    assert (root / "working" / "submission.csv").is_file()
 
 
 def test_a_time_budget_stops_starting_folds(tmp_path: Path, demo: Competition, demo_index) -> None:
