@@ -80,7 +80,9 @@ def test_push_follow_fetch_and_submit_a_gpu_kernel(
 def test_a_kernel_that_raises_is_reported_as_error_with_its_message(
     kernel_sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    config = tiny_config(tmp_path, **{**TINY, "model__backbone": "mobilenet-0.25"})  # no weights attached
+    config = tiny_config(
+        tmp_path, **{**TINY, "model__backbone": "mobilenet-0.25", "kernel__internet": "off"}
+    )  # no weights
     session.push(config, KaggleGateway())
     with pytest.raises(KernelError, match=r"failed: .*KernelSetupError: no mobilenet_2_5_224_tf_no_top\.h5"):
         session.status(config, KaggleGateway(), wait=True, sleep=quick_sleep)
