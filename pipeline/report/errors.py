@@ -95,7 +95,7 @@ def finding(table: pd.DataFrame) -> str | None:
             ):
                 best = (
                     rate - rest_rate,
-                    f"errors are concentrated in {row['group']} images ({prop}): {rate:.0%} of them are "
+                    f"errors are concentrated in {row['group']} images (by {prop}): {rate:.0%} of them are "
                     f"wrong, against {rest_rate:.0%} of the others; they are "
                     f"{row['share of training images']:.0%} of the training images",
                 )
@@ -110,5 +110,5 @@ def dominant_group(gallery: pd.DataFrame, everyone: pd.DataFrame, share: float =
         counts = values.value_counts(normalize=True)
         top = counts.index[0]
         if len(gallery) >= 3 and counts.iloc[0] >= share and (overall[prop] == top).mean() < 0.5:
-            return f"{counts.iloc[0]:.0%} of them are {top} ({prop})"
+            return f"{counts.iloc[0]:.0%} of them are {top} (by {prop})"
     return None
