@@ -243,6 +243,19 @@ class TrainConfig:
         "after the folds, this many models trained on all the images for the epochs the folds chose (0 = none)",
         within="[0, inf)",
     )
+    pseudo_label: str = setting(
+        "",
+        "run whose test predictions label the confident test images, added to every fold's training "
+        "side (never its validation side); '' = off",
+    )
+    pseudo_threshold: float = setting(
+        0.95, "confidence (max of P and 1 - P) a test image needs to be pseudo-labelled", within="(0.5, 1]"
+    )
+    pseudo_weight: float = setting(
+        1.0,
+        "weight of a pseudo-labelled image against a labelled one (stack: sample weights)",
+        within="(0, 1]",
+    )
     time_budget: float = setting(
         0.0,
         "k-fold: start no fold past this many seconds (3h, 90m) when the longest fold would not fit; 0 = none",

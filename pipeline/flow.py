@@ -85,11 +85,13 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     callers that write it once prediction has run)."""
     from pipeline.acquire.index import prepare_index
     from pipeline.data.sizes import plan_cache
+    from pipeline.fit.pseudo import pseudo_labels
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     check_split(config, found, holdout, competition.classes)
+    pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
@@ -173,12 +175,14 @@ def stack(config: Config) -> Path:
     from pipeline.acquire.index import prepare_index, sample_submission
     from pipeline.config import check_stack
     from pipeline.data.sizes import plan_cache
+    from pipeline.fit.pseudo import pseudo_labels
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
     check_stack(config)
     found = prepare_index(config, competition)
     check_split(config, found, False, competition.classes)
+    pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train) + len(found.test), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.infer.stack import check_weights, fit_stack, stack_run_dir

@@ -87,8 +87,9 @@ def competition_runs(config: Config) -> Path:
 
 
 def run_name(config: Config) -> str:
-    """<backbone>-<size>px unless the configuration names the run."""
-    return config.train.run_name or f"{config.model.backbone}-{config.data.image_size}px"
+    """<backbone>-<size>px (-pseudo with pseudo-labels) unless the configuration names the run."""
+    pseudo = "-pseudo" if config.train.pseudo_label else ""
+    return config.train.run_name or f"{config.model.backbone}-{config.data.image_size}px{pseudo}"
 
 
 def kfold_run_dir(config: Config) -> Path:

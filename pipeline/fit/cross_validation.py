@@ -13,6 +13,7 @@ from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.fit.metrics import binary_scores
+from pipeline.fit.pseudo import describe, pseudo_labels, with_pseudo_labels
 from pipeline.fit.splits import kfold_assignment
 from pipeline.fit.train import train_run
 from pipeline.run import Run
@@ -32,6 +33,9 @@ def train_kfold(
     """
     k = config.train.folds
     folds = kfold_assignment(config, index)
+    pseudo = pseudo_labels(config, index.test)
+    if len(pseudo):
+        print(describe(pseudo, len(index.test), config.train.pseudo_label))
     run = Run(layout.kfold_run_dir(config))
     oof_parts, rows = [], []
     started, longest = time.monotonic(), 0.0
@@ -47,7 +51,7 @@ def train_kfold(
         member = train_run(
             config,
             competition,
-            index.train[folds != fold],
+            with_pseudo_labels(index.train[folds != fold], pseudo),  # never on the validation side
             index.train[folds == fold],
             run.fold(fold),
             callbacks,

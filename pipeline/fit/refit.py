@@ -20,6 +20,7 @@ from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.fit.phases import PHASES
+from pipeline.fit.pseudo import pseudo_labels, with_pseudo_labels
 from pipeline.fit.train import train_run
 from pipeline.run import Run
 
@@ -89,5 +90,6 @@ def train_refits(
             data=dataclasses.replace(config.data, seed=config.data.seed + 1 + k),
             train=dataclasses.replace(config.train, head_epochs=epochs["head"], fine_epochs=epochs["fine"]),
         )
-        refits.append(train_run(refit, competition, index.train, None, run.refit(k), callbacks))
+        everything = with_pseudo_labels(index.train, pseudo_labels(config, index.test))
+        refits.append(train_run(refit, competition, everything, None, run.refit(k), callbacks))
     return refits

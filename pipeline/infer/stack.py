@@ -31,6 +31,7 @@ from pipeline.competitions import Competition
 from pipeline.config import Config, stack_backbones, stack_sizes
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.metrics import binary_scores
+from pipeline.fit.pseudo import describe, pseudo_labels
 from pipeline.fit.splits import kfold_assignment
 from pipeline.infer.postprocess import post_process
 from pipeline.infer.tta import VIEWS, parse_views
@@ -154,7 +155,8 @@ class StackResult:
 def stack_run_dir(config: Config) -> Path:
     """runs/<slug>/stack-<backbones>-<sizes>px/ unless train.run_name names it."""
     sizes = "+".join(str(s) for s in stack_sizes(config))
-    name = config.train.run_name or f"stack-{'+'.join(stack_backbones(config))}-{sizes}px"
+    pseudo = "-pseudo" if config.train.pseudo_label else ""
+    name = config.train.run_name or f"stack-{'+'.join(stack_backbones(config))}-{sizes}px{pseudo}"
     return layout.competition_runs(config) / name
 
 
@@ -165,10 +167,20 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
     train_x, test_x = features[: len(index.train)], features[len(index.train) :]
     labels = index.train["label"].to_numpy()
     folds = kfold_assignment(config, index).to_numpy()
+    pseudo = pseudo_labels(config, index.test)
+    if len(pseudo):
+        print(describe(pseudo, len(index.test), config.train.pseudo_label))
+    test_position = {str(i): n for n, i in enumerate(index.test["id"].astype(str))}
+    pseudo_x = test_x[[test_position[i.removeprefix("test:")] for i in pseudo["id"]]]
+    pseudo_y, pseudo_w = pseudo["label"].to_numpy(dtype=int), pseudo["weight"].to_numpy(dtype=float)
     run = Run(stack_run_dir(config))
     oof, test_parts, rows, strengths = np.zeros(len(labels)), [], [], []
     for fold in range(config.train.folds):
-        fit = head(config.stack.c, config.data.seed).fit(train_x[folds != fold], labels[folds != fold])
+        inside = folds != fold  # the fold's training side, and the pseudo-labelled test images
+        x = np.concatenate([train_x[inside], pseudo_x])
+        y = np.concatenate([labels[inside], pseudo_y])
+        weights = np.concatenate([np.ones(int(inside.sum())), pseudo_w])
+        fit = head(config.stack.c, config.data.seed).fit(x, y, logisticregression__sample_weight=weights)
         oof[folds == fold] = fit.predict_proba(train_x[folds == fold])[:, 1]
         test_parts.append(fit.predict_proba(test_x)[:, 1])
         strengths.append(chosen_c(fit))

@@ -99,3 +99,39 @@ def test_blend_of_a_stack_and_a_kfold_run_is_no_worse_than_either_on_oof(
     assert blended.cv_score("log_loss") <= min(alone) + 1e-6
     assert layout.submission_run(submission, demo.slug) == blended.name
     assert np.isfinite(pd.read_csv(submission)["label"]).all()
+
+
+def test_pseudo_labelled_test_images_join_only_the_training_side_of_each_fold(
+    tmp_path: Path, demo: Competition, demo_archive_dir: Path, capsys
+) -> None:
+    common = {
+        "paths__input_root": str(demo_archive_dir.parent),
+        "paths__submissions_root": str(tmp_path / "submissions"),
+        "train__folds": 2,
+    }
+    teacher = tiny_config(tmp_path, **{**RANDOM_MOBILENET, **common})
+    flow.stack(teacher)
+    name = stack.stack_run_dir(teacher).name
+    student = tiny_config(
+        tmp_path,
+        model__backbone="small-cnn",
+        train__head_epochs=1,
+        train__pseudo_label=name,
+        train__pseudo_threshold=0.6,
+        **common,
+    )
+    run = flow.train(student, report_after=False)
+    out = capsys.readouterr().out
+    added = int(out.split("Pseudo-labels from ")[1].split(": ")[1].split(" of ")[0].replace(",", ""))
+    assert added > 0 and run.name.endswith("-pseudo")
+    oof = run.read_oof()
+    assert not oof["id"].str.startswith("test:").any()  # the out-of-fold score: labelled images only
+    for fold in range(2):
+        validation = int((oof["fold"] == fold).sum())
+        assert (
+            f"Run fold-{fold}: {len(oof) - validation + added:,} training and {validation:,} validation"
+            in out
+        )
+    student_stack = tiny_config(tmp_path, **{**RANDOM_MOBILENET, **common, "train__pseudo_label": name})
+    flow.stack(student_stack)  # the stack takes them too, as weighted samples
+    assert stack.stack_run_dir(student_stack).name == f"{name}-pseudo"

@@ -86,3 +86,28 @@ def test_runs_that_cannot_be_blended_are_refused_in_one_sentence(tmp_path: Path)
     )
     with pytest.raises(BlendError, match="of dogs-vs-cats"):
         blend(config, competition, [runs[0], other])
+
+
+def test_pseudo_labels_are_the_confident_test_images_of_a_predicted_run(tmp_path: Path) -> None:
+    from pipeline import layout
+    from pipeline.config import ConfigError
+    from pipeline.fit.pseudo import pseudo_labels, with_pseudo_labels
+
+    test = pd.DataFrame(
+        {"id": ["1", "2", "3", "4"], "path": ["a", "b", "c", "d"], "width": [9] * 4, "height": [9] * 4}
+    )
+    values = {"competition": SLUG, "paths.runs_root": str(tmp_path / "runs"), "train.pseudo_label": "teacher"}
+    config = load_config(
+        overrides={**values, "train.pseudo_threshold": 0.9, "train.pseudo_weight": 0.5}, environ={}
+    )
+    with pytest.raises(ConfigError, match="predict --run teacher"):
+        pseudo_labels(config, test)
+    Run(tmp_path / "runs" / SLUG / "teacher").write_test_predictions(
+        pd.DataFrame({"id": ["1", "2", "3", "4"], "probability": [0.97, 0.5, 0.02, 0.89]})
+    )
+    chosen = pseudo_labels(config, test)
+    assert chosen["id"].tolist() == ["test:1", "test:3"] and chosen["label"].tolist() == [1, 0]
+    assert chosen["weight"].tolist() == [0.5, 0.5]
+    train = pd.DataFrame({"id": ["cat.1"], "path": ["x"], "label": [0], "width": [9], "height": [9]})
+    assert with_pseudo_labels(train, chosen)["id"].tolist() == ["cat.1", "test:1", "test:3"]
+    assert layout.run_name(config).endswith("-pseudo")  # never the run trained without them
