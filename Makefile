@@ -13,7 +13,7 @@ given = $(if $(filter command line environment override,$(origin $(1))),$(2) $($
 COMPETITION_FLAG = $(call given,COMPETITION,--competition)
 
 PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
-.PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict stack blend submit leaderboard bench bench-quick bench-quality test test-fast lint clean
+.PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict lr-find stack blend submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learni
 
 predict: setup  ## predict with the newest finished run (k-fold or holdout) and TTA; write the submission CSV
 	$(PY) -m pipeline predict $(ARGS) $(COMPETITION_FLAG)
+
+lr-find: setup  ## the learning-rate range test: a plot and suggested rates (then ARGS="--lr-head auto --lr-fine auto")
+	$(PY) -m pipeline lr-find $(ARGS) $(COMPETITION_FLAG)
 
 stack: setup  ## stacked bottleneck features at several sizes, a logistic regression per fold; the submission CSV
 	$(PY) -m pipeline stack $(ARGS) $(COMPETITION_FLAG)

@@ -33,6 +33,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "report": RUN_NAME,
     "leaderboard": ("", "paths"),
     "stack": ("", "paths", "data", "model", "train", "stack"),
+    "lr-find": ("", "paths", "data", "augment", "model", "train"),
     "blend": ("", "paths", "train"),
     "kernel status": ("", "paths", "kernel"),
     "kernel output": ("", "paths", "kernel", "predict"),
@@ -197,6 +198,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     flow.leaderboard(config_from_args(args))
 
 
+def cmd_lr_find(args: argparse.Namespace) -> None:
+    """The learning-rate range test for the head phase and fine-tuning: a plot and suggestions (then --lr-head auto)."""
+    from pipeline import flow
+
+    flow.lr_find(config_from_args(args))
+
+
 def cmd_stack(args: argparse.Namespace) -> None:
     """Stack frozen backbones' features at several sizes, a logistic regression per fold; write the submission CSV."""
     from pipeline import flow
@@ -328,6 +336,7 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     submit.add_argument(
         "--force", action="store_true", help="upload even if the same content was submitted before"
     )
+    command("lr-find", cmd_lr_find)
     command("stack", cmd_stack)
     command("blend", cmd_blend).add_argument(
         "--runs", required=True, help="comma-separated runs under runs/<slug>/ (or paths), predicted first"

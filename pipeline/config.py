@@ -56,6 +56,14 @@ def switch(value: str | bool) -> str:
     return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(text, text)
 
 
+AUTO_RATE = 0.0  # a learning rate of "auto": the learning-rate finder's suggestion, read at train time
+
+
+def learning_rate(value: str | float) -> float:
+    """A learning rate from a number or "auto" (AUTO_RATE)."""
+    return AUTO_RATE if str(value).strip().lower() == "auto" else float(value)
+
+
 def internet_enabled(config: Config) -> bool:
     """Whether the kernel gets internet: kernel.internet, or (auto) unless a code competition."""
     if config.kernel.internet != "auto":
@@ -216,7 +224,11 @@ class TrainConfig:
     )
     head_epochs: int = setting(3, "epochs with the backbone frozen", flag="--epochs-head", within="[1, inf)")
     head_learning_rate: float = setting(
-        1e-3, "learning rate of the head phase", flag="--lr-head", within="(0, inf)"
+        1e-3,
+        "learning rate of the head phase; auto (stored as 0): the suggestion of `lr-find`",
+        flag="--lr-head",
+        within="[0, inf)",
+        parse=learning_rate,
     )
     head_cache_features: bool = setting(
         False,
@@ -224,7 +236,11 @@ class TrainConfig:
     )
     fine_epochs: int = setting(5, "epochs of fine-tuning; 0 = none", flag="--epochs-fine", within="[0, inf)")
     fine_learning_rate: float = setting(
-        1e-4, "peak learning rate of fine-tuning", flag="--lr-fine", within="(0, inf)"
+        1e-4,
+        "peak learning rate of fine-tuning; auto (stored as 0): the suggestion of `lr-find`",
+        flag="--lr-fine",
+        within="[0, inf)",
+        parse=learning_rate,
     )
     unfreeze: float = setting(
         0.3, "top blocks to unfreeze: a fraction (<= 1; 1 = all) or a count (> 1)", within="(0, inf)"

@@ -89,6 +89,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
+    config = resolve_auto_rates(config)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     check_split(config, found, holdout, competition.classes)
     pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
@@ -110,6 +111,50 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     if report_after:
         report(config, run)
     return run
+
+
+def lr_find(config: Config) -> dict[str, float]:
+    """The learning-rate range test for the head phase and fine-tuning: a plot, the suggestions
+    printed and saved (`--lr-head auto` / `--lr-fine auto` train with them); return them."""
+    from pipeline.acquire.index import prepare_index
+
+    competition = get_competition(config.competition)
+    found = prepare_index(config, competition)
+    load_tensorflow()
+    from pipeline.fit.lr_find import find_learning_rates
+    from pipeline.report.plots import lr_find_plot
+
+    saved = find_learning_rates(config, competition, found)
+    picture = lr_find_plot(saved, layout.lr_find_file(config).with_suffix(".png"))
+    shown = ", ".join(f"{phase} {rate:.1e}" for phase, rate in saved["suggested"].items())
+    print(f"Suggested learning rates: {shown} (saved in {layout.lr_find_file(config)}; plot {picture})")
+    return saved["suggested"]
+
+
+def resolve_auto_rates(config: Config) -> Config:
+    """`config` with learning rates of "auto" replaced by the saved suggestions of `lr-find` for
+    its backbone and size; refused in one sentence when there are none."""
+    import dataclasses
+    import json
+
+    from pipeline.config import AUTO_RATE, ConfigError
+
+    train = config.train
+    if AUTO_RATE not in (train.head_learning_rate, train.fine_learning_rate):
+        return config
+    path = layout.lr_find_file(config)
+    if not path.is_file():
+        raise ConfigError(
+            f"a learning rate of auto needs the suggestions of `lr-find` in {path}: run `lr-find` with "
+            "the same backbone and image size first"
+        )
+    suggested = json.loads(path.read_text())["suggested"]
+    head = suggested["head"] if train.head_learning_rate == AUTO_RATE else train.head_learning_rate
+    fine = suggested.get("fine", 1e-4) if train.fine_learning_rate == AUTO_RATE else train.fine_learning_rate
+    print(f"Learning rates from lr-find: head {head:.1e}, fine {fine:.1e}")
+    return dataclasses.replace(
+        config, train=dataclasses.replace(train, head_learning_rate=head, fine_learning_rate=fine)
+    )
 
 
 def report(config: Config, run: Run | None = None) -> Path:
@@ -221,6 +266,7 @@ def tune(config: Config, worker_index: int | None = None) -> None:
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
+    config = resolve_auto_rates(config)
     found = prepare_index(config, competition)
     check_split(config, found, True, competition.classes)  # every trial trains on the holdout split
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))

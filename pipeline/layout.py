@@ -92,6 +92,12 @@ def run_name(config: Config) -> str:
     return config.train.run_name or f"{config.model.backbone}-{config.data.image_size}px{pseudo}"
 
 
+def lr_find_file(config: Config) -> Path:
+    """runs/<slug>/lr-find/<backbone>-<size>px.json: the range test's curves and suggestions (a
+    plot of the same name beside it)."""
+    return competition_runs(config) / "lr-find" / f"{config.model.backbone}-{config.data.image_size}px.json"
+
+
 def kfold_run_dir(config: Config) -> Path:
     """runs/<slug>/<run>/: a k-fold run, with one fold-<k>/ training run inside per fold."""
     return competition_runs(config) / run_name(config)

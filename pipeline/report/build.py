@@ -400,6 +400,10 @@ def _extras(page: Page, config: Config, out: Path) -> None:
         if path.is_file():
             page.image("extras", path, f"Optuna study {config.tune.study}: {name.replace('_', ' ')}")
             shown = True
+    ranges = layout.lr_find_file(config).with_suffix(".png")
+    if ranges.is_file():
+        page.image("extras", ranges, "learning-rate range test (make lr-find) and the suggested rates")
+        shown = True
     preview = layout.preview_dir(config) / "batch.png"
     if preview.is_file():
         page.image("extras", preview, "augmented training batch (make preview)")
@@ -409,7 +413,9 @@ def _extras(page: Page, config: Config, out: Path) -> None:
         page.image("extras", plot, "CV against public leaderboard score, one point per submission")
         shown = True
     if not shown:
-        page.text("extras", "No tuning study, augmentation preview or scored submission yet.")
+        page.text(
+            "extras", "No tuning study, learning-rate test, augmentation preview or scored submission yet."
+        )
 
 
 def scored_submissions_plot(config: Config, path: Path) -> Path | None:

@@ -216,6 +216,27 @@ def heatmap_overlays(
     return _save(figure, path)
 
 
+def lr_find_plot(saved: dict, path: Path) -> Path:
+    """The learning-rate range test: smoothed training loss against the learning rate (log scale)
+    for each phase, each suggestion marked."""
+    figure, axis = plt.subplots(figsize=(5.6, 3.8))
+    for (phase, curve), color in zip(saved["curves"].items(), ("tab:blue", "tab:orange"), strict=False):
+        axis.plot(curve["rate"], curve["loss"], color=color, label=phase)
+        rate = saved["suggested"][phase]
+        axis.axvline(rate, color=color, linestyle=":", label=f"{phase}: suggested {rate:.1e}")
+    losses = [v for curve in saved["curves"].values() for v in curve["loss"]]
+    axis.set(
+        xscale="log",
+        xlabel="learning rate",
+        ylabel="training loss (smoothed)",
+        title="learning-rate range test",
+        ylim=(min(losses) * 0.9, min(max(losses), 4 * min(losses)) * 1.1),
+    )
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
 def submission_labels(rows: pd.DataFrame) -> list[str]:
     """One label per submission: its time (UTC, to the minute) and its run, so that several
     submissions of one run can be told apart."""

@@ -204,3 +204,19 @@ def test_no_checkpoint_is_written_onto_a_disk_without_room_and_the_same_command_
     assert not list(tmp_path.glob("runs/**/*.h5"))  # nothing half-written
     monkeypatch.setattr(checkpoints.shutil, "disk_usage", real)  # space freed
     assert train_holdout(config, demo, demo_index).is_finished
+
+
+def test_lr_find_suggests_a_rate_and_train_uses_it(
+    tmp_path: Path, demo: Competition, demo_archive_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import flow
+    from pipeline.fit import lr_find
+
+    monkeypatch.setattr(lr_find, "STEPS", 80)
+    small = {**SMALL_CNN, "paths__input_root": str(demo_archive_dir.parent), "train__head_epochs": 1}
+    suggested = flow.lr_find(tiny_config(tmp_path, **small))
+    assert set(suggested) == {"head"} and 1e-7 <= suggested["head"] <= 1.0  # the small CNN has no fine phase
+    assert layout.lr_find_file(tiny_config(tmp_path, **small)).with_suffix(".png").is_file()
+    auto = tiny_config(tmp_path, **{**small, "train__head_learning_rate": "auto"})
+    run = flow.train(auto, holdout=True, report_after=False)
+    assert run.read_config()["train"]["head_learning_rate"] == pytest.approx(suggested["head"])

@@ -144,3 +144,13 @@ def test_stacked_features_at_several_sizes_beat_one_size_on_real_photos(tmp_path
     one, two = test_log_loss("224"), test_log_loss("224,288")  # the 224 px features are cached once
     print(f"stack test log loss: 224 px {one:.4f}, 224+288 px {two:.4f}")
     assert two <= 0.11 and two < one  # measured 0.121 (224 px) and 0.096 (224+288 px)
+
+
+def test_lr_find_on_real_photos_suggests_a_faster_head_than_fine_tuning(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.fit import lr_find
+
+    monkeypatch.setattr(lr_find, "STEPS", 100)
+    config, _ = mini_with_real_weights(tmp_path, **{"data.image_size": 128})
+    suggested = flow.lr_find(config)
+    print(f"suggested: {suggested}")
+    assert 1e-6 <= suggested["fine"] < suggested["head"] <= 0.3  # fine-tuning wants the gentler rate

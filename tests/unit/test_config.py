@@ -160,7 +160,7 @@ def test_a_backbone_familys_recipe_sits_under_files_and_flags(tmp_path: Path) ->
         ("[model]\ndropout = 1.5\n", "model.dropout"),
         ("[data]\nshuffle_buffer = -5\n", "data.shuffle_buffer"),
         ("[train]\nhead_learning_rate = -0.1\n", "train.head_learning_rate"),
-        ("[train]\nfine_learning_rate = 0\n", "train.fine_learning_rate"),
+        ("[train]\nfine_learning_rate = -1e-4\n", "train.fine_learning_rate"),
         ("[train]\nlabel_smoothing = 0.7\n", "train.label_smoothing"),
         ("[model]\nbackbone = 'xception'\n[data]\nimage_size = 64\n", "data.image_size"),
         ("[tune.space]\n'model.dropout' = 'float:0.0:1.5'\n", "model.dropout"),

@@ -94,3 +94,39 @@ def test_unfreeze_takes_a_fraction_up_to_all_or_a_count(amount: float, expected:
     assert len(unfrozen) == expected  # MobileNet v1: stem and block1 .. block13
     trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+
+
+def test_the_learning_rate_finder_suggests_where_the_loss_falls_fastest() -> None:
+    import numpy as np
+
+    from pipeline.fit.lr_find import suggestion
+
+    rates = np.logspace(-7, 0, 200)
+    steepest = 1e-3
+    falling = 1.0 - 0.8 / (1 + np.exp(-2.0 * (np.log(rates) - np.log(steepest))))  # fastest fall at 1e-3
+    losses = np.where(rates < 1e-1, falling, falling + (rates - 1e-1) * 50)  # then it diverges
+    assert abs(np.log10(suggestion(list(rates), list(losses))) - np.log10(steepest)) < 0.1
+    rising = np.where(rates < 1e-2, 0.3, 0.3 + (rates - 1e-2) * 10)  # trained already: flat, then up
+    assert 1e-4 <= suggestion(list(rates), list(rising)) <= 2e-3  # a tenth of the last safe rate (~1e-2)
+    with pytest.raises(ValueError, match="too few"):
+        suggestion([1e-7, 1e-6, 1e-5], [1.0, 2.0, 3.0])
+
+
+def test_auto_learning_rates_need_the_finders_suggestions(tmp_path) -> None:
+    import json
+
+    from pipeline import flow, layout
+    from pipeline.config import ConfigError, load_config
+
+    config = load_config(
+        overrides={"paths.runs_root": str(tmp_path), "train.head_learning_rate": "auto"}, environ={}
+    )
+    assert config.train.head_learning_rate == 0.0
+    with pytest.raises(ConfigError, match="lr-find"):
+        flow.resolve_auto_rates(config)
+    layout.lr_find_file(config).parent.mkdir(parents=True)
+    layout.lr_find_file(config).write_text(json.dumps({"suggested": {"head": 2e-3, "fine": 5e-5}}))
+    resolved = flow.resolve_auto_rates(config)
+    assert (
+        resolved.train.head_learning_rate == 2e-3 and resolved.train.fine_learning_rate == 1e-4
+    )  # fine as set
