@@ -9,7 +9,8 @@ from-scratch baseline, the project's small CNN, MobileNet alpha=0.25 with real I
 (../shared/weights) frozen (backbone every epoch, then on features computed once), two-phase, a
 k-fold ensemble, then TTA and OOF-chosen clipping, the default recipe (`train` + `predict`), the
 stack of bottleneck features at the reference's size and at the default sizes, and a blend of the
-default recipe with the stack (weights on out-of-fold predictions). The ablations: the default recipe on the holdout
+default recipe with the stack (weights on out-of-fold predictions), and the default recipe trained
+with the stack's confident test predictions as pseudo-labels. The ablations: the default recipe on the holdout
 split with one setting changed at a time, each with several seeds (mean and range). Prints two
 markdown tables and writes them to runs/bench/quality-<UTC>.md.
 """
@@ -314,6 +315,17 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
 
     stacked("160")  # the reference's size: what the sizes add
     stack_run, stack_seconds = stacked(base_config().stack.sizes)  # the default sizes
+    pseudo = base_config(**quick_recipe, **{"train.pseudo_label": stack_run.name})
+    pseudo_run, seconds = timed(lambda: train_with_refits(pseudo, index))
+    taught, predict_seconds = timed(lambda: predict_run(pseudo, competition, index, pseudo_run))
+    results.append(
+        (
+            f"default recipe + pseudo-labels from the stack (test images at confidence >= "
+            f"{pseudo.train.pseudo_threshold}, hard labels)",
+            taught.test["probability"].to_numpy(),
+            seconds + predict_seconds + stack_seconds,
+        )
+    )
     blended, seconds = timed(lambda: blend(recipe, competition, [run, stack_run]))
     seconds += recipe_seconds + stack_seconds  # the blend needs both runs
     weights = ", ".join(f"{name} {w:.2f}" for name, w in blended.weights.items())
