@@ -57,24 +57,23 @@ class RangeTest(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-SKIP_START = 0.1  # share of the first points left out: the smoothed loss is still warming up there
-
-
 def suggestion(rates: list[float], losses: list[float]) -> float:
-    """The rate where the smoothed loss falls fastest against log(rate), between the first tenth
-    of the range (the average still warming up) and the loss's minimum; when the loss never falls
-    by 2% (a head already trained, say), a tenth of the last rate before it rises 5% above its start."""
-    rates_, losses_ = np.asarray(rates), np.asarray(losses)
-    start = max(1, int(SKIP_START * len(rates_)))
-    if len(rates_) - start < 5:
+    """The "valley" rate (the heuristic fastai's `lr_find` suggests by default): find the longest
+    falling stretch of the smoothed loss (the longest decreasing subsequence, bumps skipped) and
+    take the rate half-way down its middle third, well before the loss turns up again."""
+    values = np.asarray(losses, dtype=float)
+    n = len(values)
+    if n < 10:
         raise ValueError("too few steps in the range test to suggest a learning rate")
-    end = int(np.nanargmin(losses_[start:])) + start + 1
-    if end - start >= 5 and losses_[end - 1] <= 0.98 * losses_[start]:
-        slopes = np.gradient(losses_[start:end], np.log(rates_[start:end]))
-        return float(rates_[start + int(np.nanargmin(slopes))])
-    rising = np.nonzero(losses_[start:] > 1.05 * losses_[start])[0]
-    last_safe = start + (int(rising[0]) - 1 if len(rising) else len(rates_) - start - 1)
-    return float(rates_[max(last_safe, start)] / 10)
+    longest = np.ones(n, dtype=int)  # longest decreasing subsequence ending at each point
+    for i in range(1, n):
+        earlier = longest[:i][values[:i] > values[i]]
+        if len(earlier):
+            longest[i] = earlier.max() + 1
+    end = int(np.argmax(longest))
+    start = max(0, end - int(longest[end]) + 1)  # where the stretch begins, at the earliest
+    third = (end - start) / 3
+    return float(rates[start + int(third) + int(third / 2)])
 
 
 def _range_test(model: keras.Model, dataset, config: Config, steps: int) -> tuple[list[float], list[float]]:
