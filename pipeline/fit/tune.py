@@ -15,7 +15,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +168,31 @@ def objective(trial: optuna.Trial, config: Config, competition: Competition, ind
     return loss
 
 
+class TimeBudget:
+    """An Optuna callback that stops the study before a trial that would not finish in time
+    starts: when the time left is less than the longest trial so far (the timeout of
+    `study.optimize` only stops starting trials once it has passed)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = seconds, clock
+        self.started, self.last, self.longest = clock(), clock(), 0.0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        now = self.clock()
+        self.longest, self.last = max(self.longest, now - self.last), now
+        left = self.seconds - (now - self.started)
+        if left < self.longest:
+            print(
+                f"Time budget: {left:.0f} s left, a trial takes up to {self.longest:.0f} s; "
+                "stopping here (the study continues when tune runs again)."
+            )
+            study.stop()
+
+
 def run_worker(config: Config, competition: Competition, index: ImageIndex, worker: int = 0) -> optuna.Study:
-    """Run this worker's trials; failures (NaN, out of memory) are recorded as failed and the study goes on."""
+    """Run this worker's trials; failures (NaN, out of memory) are recorded as failed and the study
+    goes on. With `tune.timeout`, no trial starts that the longest trial so far says would not end
+    in time."""
     study = load_study(config, worker)
     study.optimize(
         lambda trial: objective(trial, config, competition, index),
@@ -175,6 +200,7 @@ def run_worker(config: Config, competition: Competition, index: ImageIndex, work
         timeout=config.tune.timeout or None,
         catch=(Exception,),
         gc_after_trial=True,
+        callbacks=[TimeBudget(config.tune.timeout)] if config.tune.timeout else [],
     )
     return study
 

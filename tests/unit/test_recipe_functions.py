@@ -130,3 +130,24 @@ def test_auto_learning_rates_need_the_finders_suggestions(tmp_path) -> None:
     assert (
         resolved.train.head_learning_rate == 2e-3 and resolved.train.fine_learning_rate == 1e-4
     )  # fine as set
+
+
+def test_no_trial_starts_that_the_longest_so_far_says_would_not_end_in_time() -> None:
+    from pipeline.fit.tune import TimeBudget
+
+    class Study:
+        stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    now = [0.0]
+    budget = TimeBudget(100.0, clock=lambda: now[0])
+    study = Study()
+    for end in (30.0, 55.0):  # trials of 30 and 25 s: 45 s left after the second, enough for another
+        now[0] = end
+        budget(study, None)
+    assert not study.stopped
+    now[0] = 80.0  # a third trial of 25 s: 20 s left, less than the longest (30 s)
+    budget(study, None)
+    assert study.stopped
