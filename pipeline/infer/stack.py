@@ -4,7 +4,7 @@ horizontal flip), computed once per image and cached, concatenated; a standardis
 regression fit in each fold of the saved k-fold split (out-of-fold predictions kept); the fold
 models' test predictions averaged, then post-processed like `predict`'s.
 
-    features(config, index)  ->  fit_folds(...)  ->  the run's OOF, CV and test predictions
+    block_features(...) per (backbone, size)  ->  fit_stack(...)  ->  the run's OOF, CV, test predictions
 """
 
 from __future__ import annotations
