@@ -83,10 +83,10 @@ def test_blend_of_a_stack_and_a_kfold_run_is_no_worse_than_either_on_oof(
     common = {
         "paths__input_root": str(demo_archive_dir.parent),
         "paths__submissions_root": str(tmp_path / "submissions"),
-        "train__folds": 3,
+        "train__folds": 2,
     }
     cnn = tiny_config(
-        tmp_path, model__backbone="small-cnn", data__image_size=48, train__head_epochs=3, **common
+        tmp_path, model__backbone="small-cnn", data__image_size=32, train__head_epochs=2, **common
     )
     flow.train(cnn, report_after=False)
     flow.predict(cnn)

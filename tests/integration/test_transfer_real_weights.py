@@ -38,14 +38,24 @@ RECIPE = {
 }  # epochs and unfreezing: MobileNet's measured recipe defaults (pipeline/registry.py)
 
 
+DATA: dict[str, Path] = {}  # the index of the mini set, built once for this module's tests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_index_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    DATA["root"] = tmp_path_factory.mktemp("mini-data")
+
+
 def mini_with_real_weights(tmp_path: Path, **values: object) -> tuple[Config, Path]:
     """The recipe on dogs-vs-cats-mini (attached read-only, as on Kaggle) with the real MobileNet
-    weights, writing under tmp_path; and the mini folder."""
+    weights, writing its runs under tmp_path (the index, built once, is shared by the module's
+    tests); and the mini folder."""
     mini = shared_dataset("dogs-vs-cats-mini")
     weights = shared_weights("mobilenet_2_5_224_tf_no_top.h5")
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "dogs-vs-cats").symlink_to(mini)
-    roots = {f"paths.{name}_root": str(tmp_path / name) for name in ("input", "data", "runs", "submissions")}
+    roots = {f"paths.{name}_root": str(tmp_path / name) for name in ("input", "runs", "submissions")}
+    roots["paths.data_root"] = str(DATA["root"])
     config = load_config(overrides={**RECIPE, "model.weights": str(weights), **roots, **values}, environ={})
     return config, mini
 
@@ -149,8 +159,8 @@ def test_stacked_features_at_several_sizes_beat_one_size_on_real_photos(tmp_path
 def test_lr_find_on_real_photos_suggests_a_faster_head_than_fine_tuning(tmp_path: Path, monkeypatch) -> None:
     from pipeline.fit import lr_find
 
-    monkeypatch.setattr(lr_find, "STEPS", 100)
-    config, _ = mini_with_real_weights(tmp_path, **{"data.image_size": 128})
+    monkeypatch.setattr(lr_find, "STEPS", 60)
+    config, _ = mini_with_real_weights(tmp_path, **{"data.image_size": 96})
     suggested = flow.lr_find(config)
     print(f"suggested: {suggested}")
     assert 1e-6 <= suggested["fine"] < suggested["head"] <= 0.3  # fine-tuning wants the gentler rate
