@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temporary path)` beside `path`, then rename it to `path`: readers see the old
     file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{path.name}")  # the same ending: Keras checks .weights.h5
+    # One temporary name per process and call (two processes writing the same file must not
+    # rename each other's half-written copy), with the same ending: Keras checks .weights.h5.
+    partial = path.with_name(f".partial-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         write(partial)
         os.replace(partial, path)
