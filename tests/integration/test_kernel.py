@@ -105,14 +105,14 @@ def test_kaggle_refusals_are_failures_and_bad_metadata_never_leaves(
     assert "SaveKernel" not in kernel_sandbox.state.calls[calls:]
 
 
-def test_the_generated_script_runs_in_kaggles_flat_layout(
-    tmp_path: Path, demo_archive_dir: Path, demo: Competition
-) -> None:
-    config = tiny_config(tmp_path / "local", **{**TINY, "kernel__accelerator": "none"})
-    bundle = build_bundle(config, "me", tmp_path / "bundle")
+def run_in_kaggle_layout(
+    bundle: Path, tmp_path: Path, demo_archive_dir: Path, demo: Competition
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run a bundle's script as Kaggle would (the competition in /kaggle/input/<slug>/, outputs in
+    /kaggle/working); return the Kaggle root and the finished process, checked to have succeeded."""
     root = tmp_path / "kaggle"
     with zipfile.ZipFile(demo_archive_dir / demo.archive) as archive:
-        archive.extractall(root / "input" / demo.slug)  # /kaggle/input/<slug>/
+        archive.extractall(root / "input" / demo.slug)
     (root / "working").mkdir()
     env = {**os.environ, KAGGLE_ROOT_ENV: str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop(SANDBOX_ENV, None)
@@ -125,6 +125,15 @@ def test_the_generated_script_runs_in_kaggles_flat_layout(
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return root, done
+
+
+def test_the_generated_script_runs_in_kaggles_flat_layout(
+    tmp_path: Path, demo_archive_dir: Path, demo: Competition
+) -> None:
+    config = tiny_config(tmp_path / "local", **{**TINY, "kernel__accelerator": "none"})
+    bundle = build_bundle(config, "me", tmp_path / "bundle")
+    root, done = run_in_kaggle_layout(bundle, tmp_path, demo_archive_dir, demo)
     assert "Python 3." in done.stdout and "GPUs: none" in done.stdout
     submission = pd.read_csv(root / "working" / "submission.csv")
     validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
@@ -147,21 +156,7 @@ def test_a_kernel_that_tunes_then_trains_with_the_best_parameters(
         "tune__space": space,
     }
     bundle = build_bundle(tiny_config(tmp_path / "local", **values), "me", tmp_path / "bundle")
-    root = tmp_path / "kaggle"
-    with zipfile.ZipFile(demo_archive_dir / demo.archive) as archive:
-        archive.extractall(root / "input" / demo.slug)
-    (root / "working").mkdir()
-    env = {**os.environ, KAGGLE_ROOT_ENV: str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop(SANDBOX_ENV, None)
-    done = subprocess.run(
-        [sys.executable, str(bundle / CODE_FILE)],
-        cwd=root / "working",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    root, done = run_in_kaggle_layout(bundle, tmp_path, demo_archive_dir, demo)
     assert "Task: all" in done.stdout and "Tuning: 2 of 2 trials finished" in done.stdout
     assert "Training with the best parameters: {" in done.stdout
     assert list((root / "working").glob("runs/*/tune/recipe/best_params.json"))  # the study is in the outputs
