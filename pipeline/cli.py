@@ -244,7 +244,7 @@ def cmd_kernel_push(args: argparse.Namespace) -> None:
     """Bundle this code and configuration, push it as a Kaggle kernel (GPU, TPU or CPU) and start it."""
     from pipeline import flow
 
-    flow.kernel_push(config_from_args(args))
+    flow.kernel_push(config_from_args(args), resume=args.resume)
 
 
 def cmd_kernel_status(args: argparse.Namespace) -> None:
@@ -360,6 +360,13 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
         step.set_defaults(handler=handler)
         if name == "build":
             step.add_argument("--out", help="folder to write the bundle into (default: runs/<slug>/kernel/)")
+        if name == "push":
+            step.add_argument(
+                "--resume",
+                action="store_true",
+                help="carry the previous version's state (study, finished folds, backups) into this one, "
+                "through the private dataset <user>/<slug>-state",
+            )
         if name == "status":
             step.add_argument("--wait", action="store_true", help="poll with backoff until the run ends")
         if name == "output":

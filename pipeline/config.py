@@ -391,6 +391,9 @@ class KernelConfig:
         "", "dataset owner/slug holding the backbone's *_notop.h5 (attached read-only)"
     )
     model_sources: str = setting("", "comma-separated Kaggle models owner/model/framework/variation/version")
+    state_dataset: str = setting(
+        "", "dataset owner/slug carrying the previous version's state (set by `kernel push --resume`)"
+    )
 
 
 @dataclass(frozen=True)

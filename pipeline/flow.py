@@ -311,12 +311,13 @@ def kernel_build(config: Config, out_dir: Path | None = None) -> Path:
     return folder
 
 
-def kernel_push(config: Config) -> dict:
-    """Bundle the local code and configuration, push it as a Kaggle kernel and start its run."""
+def kernel_push(config: Config, resume: bool = False) -> dict:
+    """Bundle the local code and configuration, push it as a Kaggle kernel and start its run; with
+    `resume`, the previous version's fetched state goes with it (session.carry_state)."""
     from pipeline.kaggle_api import KaggleGateway
     from pipeline.kernel import session
 
-    return session.push(config, KaggleGateway())
+    return session.push(config, KaggleGateway(), resume=resume)
 
 
 def kernel_status(config: Config, wait: bool = False) -> str:

@@ -358,6 +358,40 @@ class KaggleGateway:
         status = getattr(response.status, "name", str(response.status))
         return status, str(getattr(response, "failure_message", "") or "")
 
+    def dataset_status(self, dataset: str) -> str | None:
+        """A dataset's processing status ("ready", "pending", ...), or None when no such dataset is
+        visible to this account."""
+        import requests
+
+        def status(api: Any) -> str | None:
+            try:
+                return str(api.dataset_status(dataset))
+            except requests.exceptions.HTTPError as error:
+                if _status(error) in (403, 404):
+                    return None
+                raise
+
+        return self._call(f"read the status of dataset {dataset}", "", status)
+
+    def publish_dataset(self, folder: Path, dataset: str, notes: str) -> None:
+        """Upload the files in `folder` (with its dataset-metadata.json) as a new private dataset,
+        or as a new version of `dataset` when it exists."""
+        exists = self.dataset_status(dataset) is not None
+        action = f"upload dataset {dataset}"
+        try:
+            if exists:
+                response = self._call(
+                    action, "", lambda api: api.dataset_create_version(str(folder), notes, quiet=True)
+                )
+            else:
+                response = self._call(
+                    action, "", lambda api: api.dataset_create_new(str(folder), public=False, quiet=True)
+                )
+        except ValueError as error:  # the client's own checks of the metadata, or a failed upload
+            raise KaggleError(f"dataset {dataset} was not uploaded from {folder}: {error}") from error
+        if getattr(response, "error", None):
+            raise KaggleError(f"Kaggle refused dataset {dataset}: {response.error}")
+
     def kernel_output(self, kernel: str, version: int | None, target: Path) -> list[Path]:
         """Download every output file of a kernel's version (and its log) into `target`."""
         ref = f"{kernel}/{version}" if version else kernel

@@ -161,6 +161,16 @@ def kernel_output_dir(config: Config, version: int) -> Path:
     return competition_runs(config) / f"kernel-v{version}"
 
 
+def kernel_state_dir(config: Config) -> Path:
+    """runs/<slug>/kernel-state/: the previous version's state packed for `kernel push --resume`."""
+    return competition_runs(config) / "kernel-state"
+
+
+def weights_dataset_dir(config: Config) -> Path:
+    """runs/<slug>/weights-dataset/: the backbones' weights files packed by `weights-dataset`."""
+    return competition_runs(config) / "weights-dataset"
+
+
 def preview_dir(config: Config) -> Path:
     """runs/<slug>/preview/: a grid of augmented training images."""
     return competition_runs(config) / "preview"

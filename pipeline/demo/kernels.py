@@ -43,6 +43,7 @@ class SandboxKernels:
     archives: dict[str, Path]  # competition slug -> <slug>.zip
     work_dir: Path
     datasets: dict[str, Path] = field(default_factory=dict)  # owner/slug -> folder attached read-only
+    dataset_versions: dict[str, int] = field(default_factory=dict)  # owner/slug -> newest version published
     nested_layout: bool = True  # input/competitions/<slug>/ (Kaggle's newer layout) or input/<slug>/
     push_error: str = ""  # answer the next SaveKernel with this error, as Kaggle does
     runs: dict[tuple[str, int], KernelRun] = field(default_factory=dict)
@@ -73,6 +74,17 @@ class SandboxKernels:
             self.runs[(slug, version)] = run
         threading.Thread(target=self._run, args=(run,), daemon=True).start()
         return {**response, "versionNumber": version}
+
+    def publish(self, dataset: str, files: dict[str, bytes]) -> None:
+        """CreateDataset / CreateDatasetVersion: `files` become the dataset's newest version, the one
+        kernels pushed from now on attach."""
+        with self.lock:
+            version = 1 + self.dataset_versions.get(dataset, 0)
+            folder = self.work_dir / "datasets" / dataset / f"v{version}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                (folder / Path(name).name).write_bytes(data)
+            self.datasets[dataset], self.dataset_versions[dataset] = folder, version
 
     def _find(self, request: dict) -> KernelRun | None:
         slug = str(request.get("kernelSlug", ""))

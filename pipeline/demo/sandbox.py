@@ -285,6 +285,45 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._error(404, "Kernel not found")
 
+    def rpc_StartBlobUpload(self, request: dict) -> None:
+        token = secrets.token_hex(8)
+        with self.state.lock:
+            self.state.uploads[token] = {"name": request.get("name", "file"), "data": None}
+        self._json(200, {"token": token, "createUrl": f"http://{self.headers.get('Host')}/upload/{token}"})
+
+    def rpc_GetDatasetStatus(self, request: dict) -> None:
+        if (kernels := self._kernels()) is None:
+            return
+        dataset = f"{request.get('ownerSlug', '')}/{request.get('datasetSlug', '')}"
+        if dataset not in kernels.datasets:
+            return self._error(404, f"Dataset {dataset} not found")
+        self._json(200, {"status": "READY"})
+
+    def _publish(self, owner: str, slug: str, files: list[dict], new: bool) -> None:
+        if (kernels := self._kernels()) is None:
+            return
+        dataset = f"{owner}/{slug}"
+        if owner != self.state.username:
+            return self._json(200, {"error": f"datasets can only be created under your own name ({owner})"})
+        if new == (dataset in kernels.datasets):
+            problem = "already exists" if new else "does not exist"
+            return self._json(200, {"error": f"dataset {dataset} {problem}"})
+        with self.state.lock:
+            uploads = [self.state.uploads.pop(str(f.get("token", "")), None) for f in files]
+        if any(u is None or u["data"] is None for u in uploads):
+            return self._error(400, "unknown file token: upload the files first")
+        kernels.publish(dataset, {u["name"]: u["data"] for u in uploads})
+        self._json(
+            200, {"ref": dataset, "url": f"http://{self.headers.get('Host')}/datasets/{dataset}", "error": ""}
+        )
+
+    def rpc_CreateDataset(self, request: dict) -> None:
+        self._publish(request.get("ownerSlug", ""), request.get("slug", ""), request.get("files", []), True)
+
+    def rpc_CreateDatasetVersion(self, request: dict) -> None:
+        files = (request.get("body") or {}).get("files", [])
+        self._publish(request.get("ownerSlug", ""), request.get("datasetSlug", ""), files, False)
+
     def _kernel_output(self, slug: str, version: int, name: str) -> None:
         path = self.state.kernels.output_file(slug, version, name) if self.state.kernels else None
         if path is None:

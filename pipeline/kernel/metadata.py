@@ -15,6 +15,7 @@ METADATA_FILE = "kernel-metadata.json"
 CODE_FILE = "pipeline_kernel.py"
 MACHINE_SHAPES = {"gpu": "NvidiaTeslaT4", "tpu": "TpuV5E8", "none": None}  # none: the CPU machine
 SESSION_LIMITS = {"gpu": 12 * 3600, "tpu": 9 * 3600, "none": 12 * 3600}  # Kaggle stops a session there
+SAFETY_MARGIN = 45 * 60  # seconds kept free before Kaggle's session limit for prediction and saving
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 _SLUG = re.compile(rf"^{_NAME}/{_NAME}$")
 _MODEL = re.compile(rf"^{_NAME}/{_NAME}/{_NAME}/{_NAME}/[0-9]+$")
@@ -50,12 +51,17 @@ def build_metadata(config: Config, username: str) -> dict[str, Any]:
         "enable_internet": internet_enabled(config),
         "machine_shape": MACHINE_SHAPES[accelerator],
         "competition_sources": [config.competition],
-        "dataset_sources": [config.kernel.weights_dataset] if config.kernel.weights_dataset else [],
+        "dataset_sources": [d for d in (config.kernel.weights_dataset, config.kernel.state_dataset) if d],
         "kernel_sources": [],
         "model_sources": [m.strip() for m in config.kernel.model_sources.split(",") if m.strip()],
         "keywords": [],
         # no docker_image: a TPU kernel given one runs on the CPU image
     }
+
+
+def time_budget(config: Config) -> float:
+    """Seconds the kernel may work: train.time_budget, or the session limit less a safety margin."""
+    return config.train.time_budget or SESSION_LIMITS[config.kernel.accelerator] - SAFETY_MARGIN
 
 
 def weights_route(config: Config) -> str:

@@ -16,13 +16,13 @@ from typing import Any
 
 from pipeline import layout
 from pipeline.config import Config, apply_settings, internet_enabled, use_backend, validate
-from pipeline.kernel.metadata import SESSION_LIMITS
+from pipeline.kernel.metadata import time_budget
+from pipeline.kernel.state import Progress, fail_running_trials, find_state, journal_trials, restore_state
 from pipeline.native_logs import load_tensorflow
 from pipeline.registry import get_backbone
 
 KAGGLE_ROOT_ENV = "PIPELINE_KAGGLE_ROOT"
 SANDBOX_ENV = "PIPELINE_KERNEL_SANDBOX"  # set by the sandbox: a GPU/TPU push may run on its CPU
-SAFETY_MARGIN = 45 * 60  # seconds kept free before Kaggle's session limit for prediction and saving
 
 
 class KernelSetupError(RuntimeError):
@@ -116,7 +116,7 @@ def kernel_config(values: dict[str, Any], root: Path) -> Config:
     input_dir = root / "input"
     competition_root = find_competition_root(input_dir, bundled.competition)
     scratch = Path(tempfile.gettempdir()) / "pipeline-data"  # unpacked images stay out of the saved outputs
-    budget = bundled.train.time_budget or SESSION_LIMITS[bundled.kernel.accelerator] - SAFETY_MARGIN
+    budget = time_budget(bundled)
     return validate(
         apply_settings(
             bundled,
@@ -142,8 +142,9 @@ def find_sample_submission(config: Config) -> Path:
 
 
 def main(values: dict[str, Any]) -> Path | None:
-    """Run the bundled configuration's task (kernel.task): train, tune, or all; return the
-    submission written to /kaggle/working (None for a tuning-only kernel)."""
+    """Run the bundled configuration's task (kernel.task): train, tune, or all, continuing the
+    state a `--resume` push carried; return the submission written to /kaggle/working (None for a
+    tuning-only kernel). The log ends with what is done and what the next version would do."""
     from pipeline import flow
 
     root = kaggle_root()
@@ -153,15 +154,23 @@ def main(values: dict[str, Any]) -> Path | None:
     gpus, tpus = describe_devices()
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
     task, budget, started = config.kernel.task, config.train.time_budget, time.monotonic()
-    print(f"Task: {task}; time budget {budget / 3600:.1f} h", flush=True)
+    print(f"Task: {task}; time budget {budget / 3600:.2f} h", flush=True)
+    carried = find_state(root / "input")
+    if carried is not None:
+        manifest = restore_state(carried, root / "working")
+        failed = fail_running_trials(layout.tune_dir(config))
+        print(
+            f"Resumed from {manifest['kernel']} version {manifest['version']}: "
+            f"{describe(progress(config, None))}"
+            + (f"; trials {failed} were cut off and count as failed" if failed else ""),
+            flush=True,
+        )
     flow.index(config)
+    wanted_trials = config.tune.trials
     if task in ("tune", "all"):
         config = _tune(config, budget * (config.kernel.tune_share if task == "all" else 1.0))
         if task == "tune":
-            print(
-                "Kernel finished: tuning only; best parameters in the outputs (runs/<slug>/tune/).",
-                flush=True,
-            )
+            finish(config, None, task, wanted_trials)
             return None
         left = max(budget - (time.monotonic() - started), 60.0)
         config = validate(apply_settings(config, {"train.time_budget": left}, "time left after tuning"))
@@ -172,21 +181,57 @@ def main(values: dict[str, Any]) -> Path | None:
     shutil.copyfile(submission, final)
     sample = find_sample_submission(config)
     shutil.copyfile(sample, root / "working" / sample.name)  # to validate against where the data is not
-    print(f"Kernel finished: {final}", flush=True)
+    finish(config, final, task, wanted_trials)
     return final
 
 
+def progress(config: Config, submission: Path | None, trials_wanted: int | None = None) -> Progress:
+    """What this kernel's working folder holds of the configured study and run."""
+    from pipeline.run import Run
+
+    run = Run(layout.kfold_run_dir(config))
+    return Progress(
+        trials=journal_trials(layout.study_journal(config)),
+        trials_wanted=trials_wanted or config.tune.trials,
+        folds=sum(run.fold(k).is_finished for k in range(config.train.folds)),
+        folds_wanted=config.train.folds,
+        refits=len(run.refit_members()),
+        refits_wanted=config.train.refit,
+        submission=submission is not None,
+    )
+
+
+def describe(done: Progress) -> str:
+    """Trials and folds done, in a few words."""
+    return (
+        f"{done.trials} of {done.trials_wanted} trials, {done.folds} of {done.folds_wanted} folds, "
+        f"{done.refits} of {done.refits_wanted} refit models finished"
+    )
+
+
+def finish(config: Config, submission: Path | None, task: str, trials_wanted: int) -> None:
+    """The log's last lines: what is done, where the submission is, what a resumed version does."""
+    done = progress(config, submission, trials_wanted)
+    print(f"Kernel finished ({task}): {describe(done)}.", flush=True)
+    if submission is not None:
+        print(f"Submission: {submission}", flush=True)
+    print(done.next_step(task), flush=True)
+
+
 def _tune(config: Config, seconds: float) -> Config:
-    """Run the study for at most `seconds` (no trial starts past them); return `config` with the
-    best parameters found (unchanged when no trial finished)."""
+    """Run what is left of the study (tune.trials in all, a carried study counted) for at most
+    `seconds` (no trial starts past them); return `config` with the best parameters found
+    (unchanged when no trial finished)."""
     from pipeline import flow
-    from pipeline.fit.tune import best_params_path, load_params, load_study, with_params
+    from pipeline.fit.tune import best_params_path, load_params, with_params
 
     timeout = min(config.tune.timeout or seconds, seconds)
-    flow.tune(validate(apply_settings(config, {"tune.timeout": timeout}, "kernel time budget")))
-    trials = load_study(config).get_trials(deepcopy=False)
-    finished = sum(t.state.name == "COMPLETE" for t in trials)
-    print(f"Tuning: {finished} of {len(trials)} trials finished within {timeout / 60:.0f} min", flush=True)
+    left = config.tune.trials - journal_trials(layout.study_journal(config))
+    if left > 0:
+        limits = {"tune.timeout": timeout, "tune.trials": left}
+        flow.tune(validate(apply_settings(config, limits, "kernel time budget")))
+    finished = journal_trials(layout.study_journal(config))
+    print(f"Tuning: {finished} of {config.tune.trials} trials finished", flush=True)
     path = best_params_path(config)
     if not finished or not path.is_file():
         return config

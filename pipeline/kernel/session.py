@@ -16,19 +16,26 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.atomic import write_text
-from pipeline.config import Config
-from pipeline.kaggle_api import KaggleGateway, KernelError
+from pipeline.config import Config, apply_settings, validate
+from pipeline.kaggle_api import KaggleError, KaggleGateway, KernelError
 from pipeline.kernel.bundle import build_bundle
-from pipeline.kernel.metadata import kernel_slug, weights_route
+from pipeline.kernel.metadata import kernel_slug, time_budget, weights_route
+from pipeline.kernel.state import MANIFEST, RUNS, ResumeError, fold_seconds, pack_state, trial_seconds
 from pipeline.run import Run
 
 FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 PUSHED = "pushed.json"
 
 
-def push(config: Config, gateway: KaggleGateway) -> dict:
-    """Build, validate and push the bundle; remember and return {id, version, url}."""
+def push(
+    config: Config, gateway: KaggleGateway, resume: bool = False, sleep: Callable[[float], None] = time.sleep
+) -> dict:
+    """Build, validate and push the bundle; remember and return {id, version, url, ...}. With
+    `resume`, the previous version's state is published first and attached (carry_state)."""
     username = gateway.username()
+    resumes = None
+    if resume:
+        config, resumes = carry_state(config, gateway, username, sleep)
     folder = build_bundle(config, username, layout.kernel_dir(config))
     kernel = f"{username}/{kernel_slug(config)}"
     url, version = gateway.push_kernel(folder, kernel)
@@ -37,12 +44,108 @@ def push(config: Config, gateway: KaggleGateway) -> dict:
         "version": version,
         "url": url,
         "accelerator": config.kernel.accelerator,
+        "competition": config.competition,
+        "backbone": config.model.backbone,
+        "task": config.kernel.task,
+        "resumes": resumes,
         "pushed": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     write_text(folder / PUSHED, json.dumps(pushed, indent=2) + "\n")
-    print(f"Pushed {kernel} version {version} ({config.kernel.accelerator}): {url}")
+    print(
+        f"Pushed {kernel} version {version} ({config.kernel.accelerator}, task {config.kernel.task}): {url}"
+    )
     print(weights_route(config))
     return pushed
+
+
+def state_dataset(username: str, config: Config) -> str:
+    """<username>/<kernel slug>-state: the private dataset that carries state between versions."""
+    return f"{username}/{f'{kernel_slug(config)}-state'[-50:].lstrip('-')}"
+
+
+def carry_state(
+    config: Config, gateway: KaggleGateway, username: str, sleep: Callable[[float], None] = time.sleep
+) -> tuple[Config, int]:
+    """Publish the previous version's outputs as the state dataset and return `config` attaching
+    it, and the version it continues. Refused (ResumeError) before any upload when there is no
+    previous version, it is still running, it ran another competition or backbone, or the time
+    budget would not fit one trial or fold of it."""
+    try:
+        previous = last_push(config)
+    except KernelError as error:
+        raise ResumeError(
+            f"there is no previous version of kernel {username}/{kernel_slug(config)} pushed from here "
+            "to resume: push once without --resume."
+        ) from error
+    ref = f"{previous['id']} version {previous['version']}"
+    for key, wanted in (("competition", config.competition), ("backbone", config.model.backbone)):
+        if previous.get(key, wanted) != wanted:
+            raise ResumeError(
+                f"{ref} ran {key} {previous[key]!r}, not {wanted!r}: resume with the same {key}, or push "
+                "without --resume to start afresh."
+            )
+    outputs = layout.kernel_output_dir(config, previous["version"])
+    if not outputs.is_dir():
+        state, _ = gateway.kernel_status(previous["id"], previous["version"])
+        if state not in FINAL:
+            raise ResumeError(
+                f"{ref} is still {state}: wait for it to end (make kernel-status WAIT=1), then resume."
+            )
+        outputs, _ = fetch_outputs(config, gateway)
+    runs = outputs / RUNS / config.competition
+    if not runs.is_dir():
+        raise ResumeError(
+            f"the outputs of {ref} in {outputs} hold no runs of {config.competition}: they belong to "
+            "another competition or saved nothing; push without --resume."
+        )
+    check_budget(config, runs, ref)
+    dataset = state_dataset(username, config)
+    manifest = {
+        "kernel": previous["id"],
+        "version": previous["version"],
+        "competition": config.competition,
+        "backbone": config.model.backbone,
+    }
+    folder = pack_state(outputs, layout.kernel_state_dir(config), dataset, manifest)
+    print(f"Carrying the state of {ref} as dataset {dataset} ({MANIFEST} inside) ...", flush=True)
+    gateway.publish_dataset(folder, dataset, f"state of {ref}")
+    wait_until_ready(gateway, dataset, sleep)
+    attached = apply_settings(config, {"kernel.state_dataset": dataset}, "kernel push --resume")
+    return validate(attached), int(previous["version"])
+
+
+def check_budget(config: Config, runs: Path, ref: str) -> None:
+    """Refuse a budget shorter than the shortest trial or fold that `ref` took (its own timings,
+    on the same kind of machine)."""
+    budget = time_budget(config)
+    task = config.kernel.task
+    share = config.kernel.tune_share if task == "all" else 1.0
+    needs = []
+    if task in ("tune", "all") and (trials := trial_seconds(runs)):
+        needs.append(("tuning", budget * share, min(trials), "trial"))
+    if task in ("train", "all") and (folds := fold_seconds(runs)):
+        needs.append(("training", budget * (1 - share) if task == "all" else budget, min(folds), "fold"))
+    for what, seconds, shortest, unit in needs:
+        if seconds < shortest:
+            raise ResumeError(
+                f"the time budget gives {what} {seconds:.0f} s, less than one {unit} of {ref} took "
+                f"({shortest:.0f} s): raise --time-budget (or kernel.tune_share) and push again."
+            )
+
+
+def wait_until_ready(
+    gateway: KaggleGateway, dataset: str, sleep: Callable[[float], None], limit: float = 900.0
+) -> None:
+    """Poll the dataset's status until Kaggle has processed the new version (a kernel pushed
+    before that would attach the previous one)."""
+    waited, delay = 0.0, 5.0
+    while (status := gateway.dataset_status(dataset)) != "ready":
+        if status in ("failed", "deleted") or waited >= limit:
+            raise KaggleError(
+                f"dataset {dataset} is {status} after {waited:.0f} s: check it on Kaggle, then push --resume again."
+            )
+        sleep(delay)
+        waited, delay = waited + delay, min(delay * 2, 60.0)
 
 
 def last_push(config: Config) -> dict:

@@ -24,6 +24,7 @@ from pipeline.kernel import session
 from pipeline.kernel.bundle import build_bundle
 from pipeline.kernel.metadata import CODE_FILE, KernelMetadataError
 from pipeline.kernel.runner import KAGGLE_ROOT_ENV, SANDBOX_ENV
+from pipeline.kernel.state import ResumeError, journal_trials
 from pipeline.submit.submission_file import validate_submission
 from tests.conftest import tiny_config
 
@@ -140,27 +141,53 @@ def test_the_generated_script_runs_in_kaggles_flat_layout(
     assert not any((root / "working").rglob("*.jpg"))  # images unpacked to scratch space, not saved
 
 
-def test_a_kernel_that_tunes_then_trains_with_the_best_parameters(
-    tmp_path: Path, demo_archive_dir: Path, demo: Competition
+def test_a_tune_kernel_stopped_by_its_budget_is_resumed_to_a_submission(
+    kernel_sandbox: SandboxServer, tmp_path: Path, demo: Competition, demo_archive_dir: Path
 ) -> None:
     space = {
         "model.backbone": "choice:small-cnn",
         "data.image_size": "choice:32",
         "model.dropout": "float:0.0:0.4",
     }
-    values = {
-        **TINY,
-        "kernel__accelerator": "none",
-        "kernel__task": "all",
-        "tune__trials": 2,
-        "tune__space": space,
-    }
-    bundle = build_bundle(tiny_config(tmp_path / "local", **values), "me", tmp_path / "bundle")
-    root, done = run_in_kaggle_layout(bundle, tmp_path, demo_archive_dir, demo)
-    assert "Task: all" in done.stdout and "Tuning: 2 of 2 trials finished" in done.stdout
-    assert "Training with the best parameters: {" in done.stdout
-    assert list((root / "working").glob("runs/*/tune/recipe/best_params.json"))  # the study is in the outputs
-    assert (root / "working" / "submission.csv").is_file()
+    values = {**TINY, "kernel__task": "tune", "tune__trials": 3, "tune__space": space}
+    first = tiny_config(tmp_path, **values, train__time_budget=1.0)  # one trial, then the budget stops it
+    with pytest.raises(ResumeError, match="no previous version"):
+        session.push(first, KaggleGateway(), resume=True)
+    session.push(first, KaggleGateway())
+    assert session.status(first, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
+    log = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].log
+    assert "Tuning: 1 of 3 trials finished" in log
+    assert (
+        log.strip().splitlines()[-1] == "Next version (`kernel push --resume`): run trials 2-3 of the study."
+    )
+
+    calls = len(kernel_sandbox.state.calls)
+    other = tiny_config(tmp_path, **{**values, "model__backbone": "mobilenet-0.25"})
+    with pytest.raises(ResumeError, match=r"backbone 'small-cnn', not 'mobilenet-0\.25'"):
+        session.push(other, KaggleGateway(), resume=True)
+    short = tiny_config(tmp_path, **values, train__time_budget=0.01)
+    with pytest.raises(ResumeError, match=r"less than one trial of .* took \(\d+ s\)"):
+        session.push(short, KaggleGateway(), resume=True)
+    assert not {"CreateDataset", "SaveKernel"} & set(kernel_sandbox.state.calls[calls:])  # refused first
+
+    resumed = tiny_config(
+        tmp_path, **{**values, "kernel__task": "all"}, paths__submissions_root=str(tmp_path / "submissions")
+    )
+    pushed = session.push(resumed, KaggleGateway(), resume=True, sleep=quick_sleep)
+    assert pushed["version"] == 2 and pushed["resumes"] == 1
+    request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 2)].request
+    assert request["datasetDataSources"] == ["sandbox/dogs-vs-cats-demo-pipeline-state"]
+    assert session.status(resumed, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
+    target = flow.kernel_output(resumed, submit_it=True)
+    log = (target / "dogs-vs-cats-demo-pipeline.log").read_text()
+    assert "Resumed from sandbox/dogs-vs-cats-demo-pipeline version 1: 1 of 3 trials" in log
+    assert "Tuning: 3 of 3 trials finished" in log and "Training with the best parameters: {" in log
+    assert log.strip().splitlines()[-1].startswith("Nothing is left to do")
+    journal = next(target.glob("runs/*/tune/recipe.journal"))
+    assert journal_trials(journal) == 3  # the carried trial was not run again
+    submission = pd.read_csv(target / "submission.csv")
+    validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
+    assert pd.read_csv(layout.ledger_path(resumed))["status"].tolist() == ["fetched", "submitted"]
 
 
 def test_a_time_budget_stops_starting_folds(tmp_path: Path, demo: Competition, demo_index) -> None:
