@@ -12,7 +12,7 @@ INSTALLED := $(VENV)/.installed
 given = $(if $(filter command line environment override,$(origin $(1))),$(2) $($(1)))
 COMPETITION_FLAG = $(call given,COMPETITION,--competition)
 
-PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo
+PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo kernel-resume-demo weights-dataset
 .PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict lr-find stack blend submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
@@ -80,6 +80,12 @@ kernel-status: setup  ## the latest pushed kernel's status (ARGS=--wait: follow 
 
 kernel-output: setup  ## fetch the latest kernel's outputs into runs/; ARGS=--submit submits its CSV
 	$(PY) -m pipeline kernel output $(ARGS) $(COMPETITION_FLAG)
+
+kernel-resume-demo: setup  ## offline: a tuning kernel stopped by its budget, resumed to a submission
+	$(PY) -m pipeline kernel-resume-demo $(ARGS)
+
+weights-dataset: setup  ## upload the backbones' weights (Keras cache) as a private dataset for offline kernels
+	$(PY) -m pipeline weights-dataset $(ARGS) $(COMPETITION_FLAG)
 
 kernel-demo: setup  ## the kernel round trip offline: push to the sandbox, follow, fetch, submit
 	$(PY) -m pipeline kernel-demo $(ARGS)

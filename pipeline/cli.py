@@ -20,6 +20,7 @@ from pipeline.competitions import UnknownCompetitionError
 from pipeline.config import Config, ConfigError, load_config, section_title, settings, use_backend
 
 DEMO_PRESET = "demo"
+DEMO_TUNE_PRESET = "demo-tune"
 EVERY_SECTION = ("", "paths", "data", "augment", "model", "train", "predict", "tune", "kernel", "stack")
 RUN_NAME = ("", "paths", "data", "model", "train", "predict")  # what names and finds a run
 SECTIONS_OF = {  # the settings each command uses, shown in its --help
@@ -36,6 +37,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "lr-find": ("", "paths", "data", "augment", "model", "train"),
     "blend": ("", "paths", "train"),
     "kernel status": ("", "paths", "kernel"),
+    "weights-dataset": ("", "paths", "model", "stack", "kernel"),
     "kernel output": ("", "paths", "kernel", "predict"),
 }
 _CHOICE = re.compile(
@@ -261,6 +263,20 @@ def cmd_kernel_output(args: argparse.Namespace) -> None:
     flow.kernel_output(config_from_args(args), submit_it=args.submit)
 
 
+def cmd_kernel_resume_demo(args: argparse.Namespace) -> None:
+    """The resume rehearsal offline: a tuning kernel stopped by its budget, resumed to a submission."""
+    from pipeline.demo.flows import kernel_resume_demo
+
+    kernel_resume_demo(config_from_args(args, presets=(DEMO_PRESET, DEMO_TUNE_PRESET, "demo-resume")))
+
+
+def cmd_weights_dataset(args: argparse.Namespace) -> None:
+    """Upload the backbones' ImageNet weights (from the Keras cache) as a private dataset for offline kernels."""
+    from pipeline import flow
+
+    flow.weights_dataset(config_from_args(args))
+
+
 def cmd_kernel_demo(args: argparse.Namespace) -> None:
     """The Kaggle-kernel round trip offline: push to the sandbox (which runs it here), follow, fetch, submit."""
     from pipeline.demo.flows import kernel_demo
@@ -345,6 +361,8 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     command("report", cmd_report)
     command("demo", cmd_demo)
     command("kernel-demo", cmd_kernel_demo)
+    command("kernel-resume-demo", cmd_kernel_resume_demo)
+    command("weights-dataset", cmd_weights_dataset)
     kernel = commands.add_parser(
         "kernel", help="run the pipeline as a Kaggle kernel: build, push, status, output"
     )

@@ -320,6 +320,27 @@ def kernel_push(config: Config, resume: bool = False) -> dict:
     return session.push(config, KaggleGateway(), resume=resume)
 
 
+def weights_dataset(config: Config) -> str:
+    """Upload the configured backbones' ImageNet notop files (from the Keras cache) as one private
+    dataset for offline kernels; return its owner/slug."""
+    from pipeline.kaggle_api import KaggleGateway
+    from pipeline.kernel.session import wait_until_ready
+    from pipeline.kernel.weights import dataset_id, pack_weights
+
+    gateway = KaggleGateway()
+    username = gateway.username()
+    dataset = dataset_id(config, username)
+    folder = pack_weights(config, username)
+    files = sorted(p.name for p in folder.glob("*.h5"))
+    print(f"Uploading {', '.join(files)} as dataset {dataset} ...", flush=True)
+    gateway.publish_dataset(folder, dataset, "ImageNet notop weights for offline kernels")
+    wait_until_ready(gateway, dataset, time.sleep)
+    print(
+        f"Dataset {dataset} is ready: push with --weights-dataset {dataset} (or set kernel.weights_dataset)."
+    )
+    return dataset
+
+
 def kernel_status(config: Config, wait: bool = False) -> str:
     """The status of the latest pushed kernel version (QUEUED, RUNNING, COMPLETE, ERROR, ...)."""
     from pipeline.kaggle_api import KaggleGateway

@@ -5,11 +5,13 @@ Above `pipeline.flow`: these call its steps the way a user does; nothing below i
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import flow, layout
 from pipeline.competitions import get_competition
-from pipeline.config import Config
+from pipeline.config import Config, apply_settings, validate
 
 
 def served_archives(config: Config) -> dict[str, Path]:
@@ -56,3 +58,33 @@ def kernel_demo(config: Config) -> None:
         flow.kernel_status(config, wait=True)
         flow.kernel_output(config, submit_it=True)
         flow.leaderboard(config)
+
+
+def kernel_resume_demo(config: Config, budget: float = 30.0) -> None:
+    """The resume rehearsal offline: a tuning kernel stopped by its time budget, then a version
+    pushed with --resume that finishes the study, trains with the best parameters, predicts; each
+    version's outputs fetched, the last one submitted; every step timed."""
+    from pipeline.demo.kernels import SandboxKernels
+    from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
+
+    tuning = validate(apply_settings(config, {"kernel.task": "tune", "train.time_budget": budget}, "demo"))
+    resumed = validate(apply_settings(config, {"kernel.task": "all"}, "demo"))
+    archives = served_archives(config)
+    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
+    timings: list[tuple[str, float]] = []
+
+    def step(name: str, action: Callable[[], object]) -> None:
+        started = time.monotonic()
+        action()
+        timings.append((name, time.monotonic() - started))
+
+    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+        step(f"push (tune, budget {budget:.0f} s)", lambda: flow.kernel_push(tuning))
+        step("version 1 runs", lambda: flow.kernel_status(tuning, wait=True))
+        step("fetch version 1", lambda: flow.kernel_output(tuning))
+        step("push --resume (all)", lambda: flow.kernel_push(resumed, resume=True))
+        step("version 2 runs", lambda: flow.kernel_status(resumed, wait=True))
+        step("fetch and submit version 2", lambda: flow.kernel_output(resumed, submit_it=True))
+        flow.leaderboard(resumed)
+    print("Timings: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))

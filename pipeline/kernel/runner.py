@@ -110,12 +110,21 @@ def check_accelerator(accelerator: str, gpus: list[str], tpus: list[str], sandbo
     raise KernelSetupError(f"pushed for a {accelerator} but TensorFlow finds none here; {hint}.")
 
 
+def scratch_dir(root: Path) -> Path:
+    """Where the kernel unpacks images, outside the saved outputs: /tmp/pipeline-data on Kaggle
+    (a fresh machine each session), <root>/scratch where PIPELINE_KAGGLE_ROOT maps /kaggle (the
+    sandbox runs many kernels on one machine: a shared /tmp would hand one the images of another)."""
+    if KAGGLE_ROOT_ENV in os.environ:
+        return root / "scratch"
+    return Path(tempfile.gettempdir()) / "pipeline-data"
+
+
 def kernel_config(values: dict[str, Any], root: Path) -> Config:
     """The bundled configuration with this machine's paths, weights and time budget."""
     bundled = validate(apply_settings(Config(), values, "bundled configuration"))
     input_dir = root / "input"
     competition_root = find_competition_root(input_dir, bundled.competition)
-    scratch = Path(tempfile.gettempdir()) / "pipeline-data"  # unpacked images stay out of the saved outputs
+    scratch = scratch_dir(root)
     budget = time_budget(bundled)
     return validate(
         apply_settings(

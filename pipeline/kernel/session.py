@@ -21,6 +21,7 @@ from pipeline.kaggle_api import KaggleError, KaggleGateway, KernelError
 from pipeline.kernel.bundle import build_bundle
 from pipeline.kernel.metadata import kernel_slug, time_budget, weights_route
 from pipeline.kernel.state import MANIFEST, RUNS, ResumeError, fold_seconds, pack_state, trial_seconds
+from pipeline.kernel.weights import check_weights_dataset
 from pipeline.run import Run
 
 FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
@@ -32,6 +33,7 @@ def push(
 ) -> dict:
     """Build, validate and push the bundle; remember and return {id, version, url, ...}. With
     `resume`, the previous version's state is published first and attached (carry_state)."""
+    check_weights_dataset(config)
     username = gateway.username()
     resumes = None
     if resume:

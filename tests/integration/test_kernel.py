@@ -198,3 +198,36 @@ def test_a_time_budget_stops_starting_folds(tmp_path: Path, demo: Competition, d
         "all",
     ]  # one fold, then no time for another
     assert [m.name for m in cv.members()] == ["fold-0"]
+
+
+def test_weights_dataset_uploads_the_cached_files_and_push_names_a_missing_one(
+    kernel_sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    offline = {**TINY, "model__backbone": "mobilenet-0.25", "kernel__internet": "off"}
+    config = tiny_config(tmp_path, **offline)
+    with pytest.raises(KernelError, match=r"no mobilenet_2_5_224_tf_no_top\.h5 in .*keras"):
+        flow.weights_dataset(config)
+    assert "CreateDataset" not in kernel_sandbox.state.calls
+    cached = tmp_path / "keras" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"weights")
+    assert flow.weights_dataset(config) == "sandbox/pipeline-weights"
+    served = kernel_sandbox.state.kernels.datasets["sandbox/pipeline-weights"]
+    assert (served / cached.name).read_bytes() == b"weights"
+
+    attached = tiny_config(tmp_path, **offline, kernel__weights_dataset="sandbox/pipeline-weights")
+    stacked = tiny_config(
+        tmp_path,
+        **offline,
+        kernel__weights_dataset="sandbox/pipeline-weights",
+        stack__backbones="mobilenet-0.5",
+    )
+    with pytest.raises(KernelError, match=r"not mobilenet_5_0_224_tf_no_top\.h5"):
+        session.push(stacked, KaggleGateway())
+    assert "SaveKernel" not in kernel_sandbox.state.calls
+    session.push(attached, KaggleGateway())
+    request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].request
+    assert request["enableInternet"] is False and request["datasetDataSources"] == [
+        "sandbox/pipeline-weights"
+    ]
