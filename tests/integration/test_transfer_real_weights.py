@@ -61,7 +61,7 @@ def mini_with_real_weights(tmp_path: Path, **values: object) -> tuple[Config, Pa
 
 
 def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
-    config, mini = mini_with_real_weights(tmp_path)
+    config, mini = mini_with_real_weights(tmp_path, **{"train.head_cache_features": False})  # backbone in the loop
     competition = get_competition("dogs-vs-cats")
     index = prepare_index(config, competition)
     snapshots = Snapshots()
@@ -84,7 +84,7 @@ def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
     test_log_loss = log_loss(solution["label"], probabilities)
     print(f"test accuracy {test_accuracy:.3f}, log loss {test_log_loss:.3f}")
     assert len(scored) == 502
-    assert test_accuracy >= 0.92 and test_log_loss <= 0.185  # the recipe measured 0.153-0.167 (one view)
+    assert test_accuracy >= 0.925 and test_log_loss <= 0.175  # the recipe measured 0.152-0.167 (one view)
 
     head_only = build_classifier(config, num_classes=2).model  # fine-tuning must not make it worse
     head_only.load_weights(result.weights_path("head"))
