@@ -61,7 +61,9 @@ def mini_with_real_weights(tmp_path: Path, **values: object) -> tuple[Config, Pa
 
 
 def test_mobilenet_two_phase_recipe_on_real_photos(tmp_path: Path) -> None:
-    config, mini = mini_with_real_weights(tmp_path, **{"train.head_cache_features": False})  # backbone in the loop
+    config, mini = mini_with_real_weights(
+        tmp_path, **{"train.head_cache_features": False}
+    )  # backbone in the loop
     competition = get_competition("dogs-vs-cats")
     index = prepare_index(config, competition)
     snapshots = Snapshots()
