@@ -18,25 +18,55 @@ class UnknownCompetitionError(KeyError):
         return str(self.args[0])
 
 
+LABEL_SOURCES = ("pattern", "csv", "folders")
+METRICS = {"log_loss": False, "accuracy": True, "roc_auc": True}  # metric -> higher is better
+ANY_NAME = r"^(?P<id>.+)\.[A-Za-z0-9]+$"  # the file name without its extension
+
+
 @dataclass(frozen=True)
 class Competition:
     """How one competition's files are laid out and how its submissions are scored."""
 
     slug: str
     title: str
-    train_archive: str
     train_dir: str
-    test_archive: str
     test_dir: str
     sample_submission: str
-    train_pattern: str
-    test_pattern: str
     classes: tuple[str, ...]
-    id_column: str
-    label_column: str
-    submission_kind: str
-    metric: str
+    train_archive: str = ""  # "" = train_dir is a folder of the download itself, not a nested zip
+    test_archive: str = ""
+    labels: str = "pattern"  # where training labels come from: pattern | csv | folders
+    train_pattern: str = ""  # labels = pattern: named groups `id` and `label`
+    test_pattern: str = ANY_NAME  # the named group `id` is the submission's id
+    labels_csv: str = ""  # labels = csv: the file, its id and label columns, ids with extension?
+    labels_id_column: str = "id"
+    labels_label_column: str = "label"
+    labels_id_has_extension: bool = False
+    id_column: str = "id"
+    label_column: str = "label"
+    submission_kind: str = "probability"
+    metric: str = "log_loss"
     code_competition: bool = False  # kernels must run offline to submit (Kaggle's "code competition")
+
+    def __post_init__(self) -> None:
+        def wrong(problem: str) -> UnknownCompetitionError:
+            return UnknownCompetitionError(f"the table [{self.slug!r}] in {_SPEC_FILE}: {problem}")
+
+        if self.labels not in LABEL_SOURCES:
+            raise wrong(f"labels is {self.labels!r}; write one of {', '.join(LABEL_SOURCES)}")
+        if self.labels == "pattern" and not self.train_pattern:
+            raise wrong("labels = pattern needs a train_pattern with the groups id and label")
+        if self.labels == "csv" and not self.labels_csv:
+            raise wrong("labels = csv needs labels_csv, the file holding the training labels")
+        if self.metric not in METRICS:
+            raise wrong(f"metric is {self.metric!r}; write one of {', '.join(METRICS)}")
+        if len(self.classes) != 2:
+            raise wrong(f"lists {len(self.classes)} classes; this version handles two")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for metrics where a larger score wins (accuracy, ROC AUC)."""
+        return METRICS[self.metric]
 
     @property
     def archive(self) -> str:
@@ -49,7 +79,7 @@ class Competition:
         return f"https://www.kaggle.com/competitions/{self.slug}"
 
     def parse_train_name(self, name: str) -> tuple[str, int] | None:
-        """(id, class index) of a training file name, or None if the name does not fit."""
+        """(id, class index) of a training file name (labels = pattern), or None if it does not fit."""
         match = re.match(self.train_pattern, name, re.ASCII)
         if match is None or match.group("label") not in self.classes:
             return None

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from pipeline import layout
-from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
+from pipeline.acquire.unpack import CompetitionFiles, MissingDataError, unpack_competition
 from pipeline.atomic import write_atomically, write_text
 from pipeline.competitions import Competition
 from pipeline.config import Config
@@ -119,21 +119,59 @@ def _check_all(paths: list[Path], workers: int, desc: str) -> list[ImageCheck]:
         )
 
 
+def train_labeller(
+    competition: Competition, files: CompetitionFiles
+) -> Callable[[Path], tuple[str, int] | None]:
+    """(id, class index) of a training file from its path under the train folder, by the
+    competition's label source: the file name's pattern, the labels CSV, or the class folder."""
+    if competition.labels == "folders":
+
+        def from_folder(relative: Path) -> tuple[str, int] | None:
+            label = relative.parts[0] if len(relative.parts) == 2 else None
+            if label not in competition.classes:
+                return None
+            return f"{label}/{relative.name}", competition.classes.index(label)
+
+        return from_folder
+    if competition.labels == "csv":
+        assert files.labels is not None  # unpack_competition finds it or refuses
+        table = pd.read_csv(files.labels, dtype=str, keep_default_na=False)
+        for column in (competition.labels_id_column, competition.labels_label_column):
+            if column not in table.columns:
+                raise MissingDataError(
+                    f"{files.labels} has no column {column!r} (its columns: {', '.join(table.columns)}): "
+                    f"check labels_id_column / labels_label_column of {competition.slug} in competitions.toml."
+                )
+        labels = dict(
+            zip(table[competition.labels_id_column], table[competition.labels_label_column], strict=True)
+        )
+
+        def from_csv(relative: Path) -> tuple[str, int] | None:
+            key = relative.name if competition.labels_id_has_extension else relative.stem
+            label = labels.get(key) if len(relative.parts) == 1 else None
+            if label not in competition.classes:
+                return None
+            return key, competition.classes.index(label)
+
+        return from_csv
+    return lambda relative: competition.parse_train_name(relative.name) if len(relative.parts) == 1 else None
+
+
 def _index_folder(
     folder: Path,
     split: str,
-    parse: Callable[[str], tuple[str, int | None] | None],
+    parse: Callable[[Path], tuple[str, int | None] | None],
     convert_dir: Path,
     workers: int,
+    recursive: bool = False,
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     rejects: list[dict[str, str]] = []
     named: list[tuple[Path, tuple[str, int | None]]] = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _IGNORED_NAMES):
-        parsed = parse(path.name)
+    listed = folder.rglob("*") if recursive else folder.iterdir()
+    for path in sorted(p for p in listed if p.is_file() and p.name not in _IGNORED_NAMES):
+        parsed = parse(path.relative_to(folder))
         if parsed is None:
-            rejects.append(
-                {"path": str(path), "split": split, "reason": "file name does not fit the pattern"}
-            )
+            rejects.append({"path": str(path), "split": split, "reason": "no label or id for this file"})
         else:
             named.append((path, parsed))
     seen: set[str] = set()
@@ -164,11 +202,16 @@ def build_index(
     Images in formats TensorFlow cannot decode are converted to PNG in `convert_dir`.
     """
     train, train_rejects = _index_folder(
-        files.train_dir, "train", competition.parse_train_name, convert_dir, workers
+        files.train_dir,
+        "train",
+        train_labeller(competition, files),
+        convert_dir,
+        workers,
+        recursive=competition.labels == "folders",
     )
 
-    def parse_test(name: str) -> tuple[str, None] | None:
-        image_id = competition.parse_test_name(name)
+    def parse_test(relative: Path) -> tuple[str, None] | None:
+        image_id = competition.parse_test_name(relative.name)
         return None if image_id is None else (image_id, None)
 
     test, test_rejects = _index_folder(files.test_dir, "test", parse_test, convert_dir, workers)

@@ -34,11 +34,12 @@ class MissingDataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class CompetitionFiles:
-    """Where a competition's unpacked images and sample submission are."""
+    """Where a competition's unpacked images, sample submission and labels file are."""
 
     train_dir: Path
     test_dir: Path
     sample_submission: Path
+    labels: Path | None = None  # labels = csv: the file with the training labels
 
 
 def _free_bytes(folder: Path) -> int:
@@ -156,6 +157,24 @@ def unpack_images(archive: Path, folder_name: str, data_dir: Path) -> Path:
     return final
 
 
+def unpack_flat(outer: Path, competition: Competition, data_dir: Path) -> None:
+    """Unpack a download that holds the image folders directly (most newer competitions) into
+    data_dir, atomically: into a partial folder first, then each top-level entry moved in, the
+    image folders marked done last."""
+    partial = data_dir / ".partial-download"
+    shutil.rmtree(partial, ignore_errors=True)
+    extract(outer, partial)
+    for entry in sorted(partial.iterdir()):
+        target = data_dir / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        entry.replace(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    for folder_name in (competition.train_dir, competition.test_dir):
+        if (data_dir / folder_name).is_dir():
+            (data_dir / folder_name / _DONE).touch()
+
+
 def unpack_competition(competition: Competition, input_dir: Path, data_dir: Path) -> CompetitionFiles:
     """Make the competition's train and test images available as folders; idempotent.
 
@@ -164,11 +183,28 @@ def unpack_competition(competition: Competition, input_dir: Path, data_dir: Path
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     folders = [data_dir, input_dir] if input_dir != data_dir else [data_dir]
-    inner_names = [competition.train_archive, competition.test_archive, competition.sample_submission]
-    if any(_find(name, folders) is None for name in inner_names):
+
+    def present(folder_name: str, archive_name: str) -> bool:
+        return (
+            any((f / folder_name / _DONE).exists() for f in folders)
+            or any((f / folder_name).is_dir() for f in folders[1:])  # read-only input
+            or bool(archive_name and _find(archive_name, folders))
+        )
+
+    missing = any(
+        name and _find(name, folders) is None
+        for name in (competition.sample_submission, competition.labels_csv)
+    )
+    if (
+        missing
+        or not present(competition.train_dir, competition.train_archive)
+        or not present(competition.test_dir, competition.test_archive)
+    ):
         outer = _find(competition.archive, folders)
-        if outer is not None:
+        if outer is not None and competition.train_archive:
             extract(outer, data_dir)
+        elif outer is not None:
+            unpack_flat(outer, competition, data_dir)
     resolved: dict[str, Path] = {}
     for key, folder_name, archive_name in (
         ("train", competition.train_dir, competition.train_archive),
@@ -176,20 +212,23 @@ def unpack_competition(competition: Competition, input_dir: Path, data_dir: Path
     ):
         ready = [f / folder_name for f in folders if (f / folder_name / _DONE).exists()]
         given = [f / folder_name for f in folders[1:] if (f / folder_name).is_dir()]  # read-only input
-        archive = _find(archive_name, folders)
+        archive = _find(archive_name, folders) if archive_name else None
         if ready or given:
             resolved[key] = (ready or given)[0]
         elif archive is not None:
             resolved[key] = unpack_images(archive, folder_name, data_dir)
         else:
+            wanted = archive_name or f"the folder {folder_name}/"
             raise MissingDataError(
-                f"neither {archive_name} nor {competition.archive} found in {', '.join(map(str, folders))}: "
+                f"neither {wanted} nor {competition.archive} found in {', '.join(map(str, folders))}: "
                 f"run `make download COMPETITION={competition.slug}` (or put Kaggle's files there)."
             )
-    sample = _find(competition.sample_submission, folders)
-    if sample is None:
-        raise MissingDataError(
-            f"{competition.sample_submission} not found in {', '.join(map(str, folders))}: "
-            f"run `make download COMPETITION={competition.slug}` again."
-        )
-    return CompetitionFiles(resolved["train"], resolved["test"], sample)
+    found = {}
+    for name in (competition.sample_submission, competition.labels_csv):
+        if name and (found.setdefault(name, _find(name, folders))) is None:
+            raise MissingDataError(
+                f"{name} not found in {', '.join(map(str, folders))}: "
+                f"run `make download COMPETITION={competition.slug}` again."
+            )
+    labels = found.get(competition.labels_csv) if competition.labels_csv else None
+    return CompetitionFiles(resolved["train"], resolved["test"], found[competition.sample_submission], labels)

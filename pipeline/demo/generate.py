@@ -49,25 +49,26 @@ def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def encode(image: Image.Image, rng: np.random.Generator) -> bytes:
-    """The picture as file bytes in a randomly chosen format, as real scraped photos come."""
+def encode(image: Image.Image, rng: np.random.Generator, extension: str = ".jpg") -> bytes:
+    """The picture as file bytes in a randomly chosen format, as real scraped photos come (TIFF
+    for a .tif file)."""
     buffer = io.BytesIO()
-    kind = rng.choice(["rgb", "gray", "cmyk", "png"], p=[0.8, 0.08, 0.06, 0.06])
-    if kind == "png":
-        image.save(buffer, format="PNG")
+    kind = (
+        "tiff"
+        if extension == ".tif"
+        else rng.choice(["rgb", "gray", "cmyk", "png"], p=[0.8, 0.08, 0.06, 0.06])
+    )
+    if kind in ("png", "tiff"):
+        image.save(buffer, format=str(kind).upper())
     else:
         mode = {"rgb": "RGB", "gray": "L", "cmyk": "CMYK"}[str(kind)]
         image.convert(mode).save(buffer, format="JPEG", quality=int(rng.integers(70, 96)))
     return buffer.getvalue()
 
 
-def _broken_files(rng: np.random.Generator, first_id: int) -> dict[str, bytes]:
+def _broken_files(rng: np.random.Generator) -> list[bytes]:
     valid = encode(draw_shape(1, rng), rng)
-    return {
-        f"cat.{first_id}.jpg": b"",
-        f"dog.{first_id + 1}.jpg": valid[: len(valid) // 3],
-        f"cat.{first_id + 2}.jpg": b"<html>404 Not Found</html>\n",
-    }
+    return [b"", valid[: len(valid) // 3], b"<html>404 Not Found</html>\n"]
 
 
 def _zip_bytes(files: dict[str, bytes]) -> bytes:
@@ -85,34 +86,53 @@ def generate_competition(
     test_size: int = 100,
     seed: int = 0,
     broken: bool = True,
+    extension: str = ".jpg",
 ) -> Path:
-    """Write `<slug>.zip` (Kaggle's layout for `competition`) and `solution.csv` into `out_dir`."""
+    """Write `<slug>.zip` (Kaggle's layout for `competition`: nested archives or folders, labels in
+    file names, a CSV or class folders) and `solution.csv` into `out_dir`."""
     rng = np.random.default_rng(seed)
-    negative, positive = competition.classes[0], competition.classes[-1]
+    labels = [i % 2 for i in range(train_per_class * 2)] + ([0, 1, 0] if broken else [])
+    images = [encode(draw_shape(label, rng), rng, extension) for label in labels[: train_per_class * 2]]
+    images += _broken_files(rng) if broken else []
     train: dict[str, bytes] = {}
-    for i in range(train_per_class * 2):
-        label = i % 2
-        name = f"{positive if label else negative}.{i // 2}.jpg"
-        train[f"{competition.train_dir}/{name}"] = encode(draw_shape(label, rng), rng)
-    if broken:
-        for name, data in _broken_files(rng, train_per_class).items():
-            train[f"{competition.train_dir}/{name}"] = data
+    rows = []
+    for i, (label, data) in enumerate(zip(labels, images, strict=True)):
+        name = competition.classes[label]
+        if competition.labels == "pattern":  # the broken files follow the last pair: cat.N, dog.N+1, cat.N+2
+            number = i // 2 if i < train_per_class * 2 else i - train_per_class
+            path = f"{name}.{number}{extension}"
+        else:
+            stem = f"{i:04d}{rng.integers(16**6):06x}"
+            path = f"{name}/{stem}{extension}" if competition.labels == "folders" else f"{stem}{extension}"
+            key = f"{stem}{extension}" if competition.labels_id_has_extension else stem
+            rows.append({competition.labels_id_column: key, competition.labels_label_column: name})
+        train[f"{competition.train_dir}/{path}"] = data
     test_labels = rng.integers(0, 2, size=test_size)
+    names = [
+        f"{i + 1}{extension}" if competition.labels == "pattern" else f"{rng.integers(16**8):08x}{extension}"
+        for i in range(test_size)
+    ]
     test = {
-        f"{competition.test_dir}/{i + 1}.jpg": encode(draw_shape(int(label), rng), rng)
-        for i, label in enumerate(test_labels)
+        f"{competition.test_dir}/{name}": encode(draw_shape(int(label), rng), rng, extension)
+        for name, label in zip(names, test_labels, strict=True)
     }
-    ids = np.arange(1, test_size + 1)
+    ids = [competition.parse_test_name(name) for name in names]
+    if competition.labels == "pattern":
+        ids = [int(i) for i in ids]  # Dogs vs. Cats numbers its test images
     default = 0.5 if competition.submission_kind == "probability" else 0
     sample = pd.DataFrame({competition.id_column: ids, competition.label_column: default})
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / competition.archive
-    outer = {
-        competition.train_archive: _zip_bytes(train),
-        competition.test_archive: _zip_bytes(test),
-        competition.sample_submission: sample.to_csv(index=False).encode(),
-    }
-    archive.write_bytes(_zip_bytes(outer))
+    files = {competition.sample_submission: sample.to_csv(index=False).encode()}
+    if competition.labels_csv:
+        files[competition.labels_csv] = pd.DataFrame(rows).to_csv(index=False).encode()
+    if competition.train_archive:
+        files[competition.train_archive] = _zip_bytes(train)
+        files[competition.test_archive] = _zip_bytes(test)
+    else:
+        files.update(train)
+        files.update(test)
+    archive.write_bytes(_zip_bytes(files))
     solution = pd.DataFrame({competition.id_column: ids, competition.label_column: test_labels})
     solution.to_csv(out_dir / "solution.csv", index=False)
     return archive

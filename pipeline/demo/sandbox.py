@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from pipeline.competitions import UnknownCompetitionError, get_competition
+from pipeline.competitions import METRICS, UnknownCompetitionError, get_competition
 from pipeline.demo.kernels import SandboxKernels
 
 SANDBOX_USERNAME = "sandbox"
@@ -88,6 +88,8 @@ def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple
         truth, guess = merged[label_col][part].to_numpy(), predicted[part].to_numpy()
         if _metric(slug) == "accuracy":
             scores.append(float(accuracy_score(truth, guess.round().astype(int))))
+        elif _metric(slug) == "roc_auc":
+            scores.append(float(roc_auc_score(truth, guess)))
         else:
             scores.append(float(log_loss(truth, np.clip(guess, 1e-15, 1 - 1e-15), labels=[0, 1])))
     return scores[0], scores[1]
@@ -235,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         slug = self._competition(request)
         if slug is None:
             return
-        higher_is_better = _metric(slug) == "accuracy"
+        higher_is_better = METRICS[_metric(slug)]
         scored = [s for s in self.state.submissions if s["competition"] == slug and s["status"] == "COMPLETE"]
         rows = []
         if scored:
@@ -248,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "score": best["publicScore"],
                 }
             )
-        baseline = "0.50000" if higher_is_better else f"{np.log(2):.5f}"  # a constant guess
+        baseline = f"{np.log(2):.5f}" if _metric(slug) == "log_loss" else "0.50000"  # a constant guess
         rows.append(
             {
                 "teamId": 2,
