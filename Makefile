@@ -12,7 +12,7 @@ INSTALLED := $(VENV)/.installed
 given = $(if $(filter command line environment override,$(origin $(1))),$(2) $($(1)))
 COMPETITION_FLAG = $(call given,COMPETITION,--competition)
 
-PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo kernel-resume-demo weights-dataset
+PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo kernel-resume-demo weights-dataset describe-competition
 .PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict lr-find stack blend submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
@@ -83,6 +83,9 @@ kernel-output: setup  ## fetch the latest kernel's outputs into runs/; ARGS=--su
 
 kernel-resume-demo: setup  ## offline: a tuning kernel stopped by its budget, resumed to a submission
 	$(PY) -m pipeline kernel-resume-demo $(ARGS)
+
+describe-competition: setup  ## infer the table of a competition with none (COMPETITION=<slug>) from its files
+	$(PY) -m pipeline describe-competition $(COMPETITION) $(ARGS)
 
 weights-dataset: setup  ## upload the backbones' weights (Keras cache) as a private dataset for offline kernels
 	$(PY) -m pipeline weights-dataset $(ARGS) $(COMPETITION_FLAG)

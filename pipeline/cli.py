@@ -38,6 +38,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "blend": ("", "paths", "train"),
     "kernel status": ("", "paths", "kernel"),
     "weights-dataset": ("", "paths", "model", "stack", "kernel"),
+    "describe-competition": ("paths",),
     "kernel output": ("", "paths", "kernel", "predict"),
 }
 _CHOICE = re.compile(
@@ -270,6 +271,13 @@ def cmd_kernel_resume_demo(args: argparse.Namespace) -> None:
     kernel_resume_demo(config_from_args(args, presets=(DEMO_PRESET, DEMO_TUNE_PRESET, "demo-resume")))
 
 
+def cmd_describe_competition(args: argparse.Namespace) -> None:
+    """Infer a competition's table from its downloaded files and write it into your competitions file."""
+    from pipeline import flow
+
+    flow.describe_competition(config_from_args(args), args.slug)
+
+
 def cmd_weights_dataset(args: argparse.Namespace) -> None:
     """Upload the backbones' ImageNet weights (from the Keras cache) as a private dataset for offline kernels."""
     from pipeline import flow
@@ -363,6 +371,9 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     command("kernel-demo", cmd_kernel_demo)
     command("kernel-resume-demo", cmd_kernel_resume_demo)
     command("weights-dataset", cmd_weights_dataset)
+    command("describe-competition", cmd_describe_competition).add_argument(
+        "slug", help="the competition's slug (www.kaggle.com/competitions/<slug>)"
+    )
     kernel = commands.add_parser(
         "kernel", help="run the pipeline as a Kaggle kernel: build, push, status, output"
     )

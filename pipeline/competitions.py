@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-_SPEC_FILE = Path(__file__).with_name("competitions.toml")
+_SPEC_FILE = Path(__file__).with_name("competitions.toml")  # built in, read-only
+USER_FILE_ENV = "PIPELINE_COMPETITIONS"
 
 
 class UnknownCompetitionError(KeyError):
@@ -49,8 +52,8 @@ class Competition:
     code_competition: bool = False  # kernels must run offline to submit (Kaggle's "code competition")
 
     def __post_init__(self) -> None:
-        def wrong(problem: str) -> UnknownCompetitionError:
-            return UnknownCompetitionError(f"the table [{self.slug!r}] in {_SPEC_FILE}: {problem}")
+        def wrong(problem: str) -> ValueError:
+            return ValueError(problem)
 
         if self.labels not in LABEL_SOURCES:
             raise wrong(f"labels is {self.labels!r}; write one of {', '.join(LABEL_SOURCES)}")
@@ -91,21 +94,52 @@ class Competition:
         return None if match is None else match.group("id")
 
 
+def user_file() -> Path:
+    """The user's own competitions file (tables written by `describe-competition`, or by hand):
+    $PIPELINE_COMPETITIONS, or competitions.toml in the working folder."""
+    return Path(os.environ.get(USER_FILE_ENV, "competitions.toml"))
+
+
 @cache
-def _load_specs() -> dict[str, Competition]:
-    raw = tomllib.loads(_SPEC_FILE.read_text())
-    return {
-        slug: Competition(slug=slug, **{**spec, "classes": tuple(spec["classes"])})
-        for slug, spec in raw.items()
-    }
+def _read_tables(path: Path, stamp: float) -> dict[str, dict]:
+    return tomllib.loads(path.read_text()) if stamp else {}
+
+
+def _tables() -> dict[str, tuple[dict, Path]]:
+    """Every table: the built-in ones, then the user's (which may not reuse a built-in slug)."""
+    tables = {slug: (spec, _SPEC_FILE) for slug, spec in _read_tables(_SPEC_FILE, 1.0).items()}
+    mine = user_file()
+    stamp = mine.stat().st_mtime if mine.is_file() else 0.0
+    try:
+        user_tables = _read_tables(mine.resolve(), stamp)
+    except tomllib.TOMLDecodeError as error:
+        raise UnknownCompetitionError(f"{mine} is not valid TOML ({error}): fix or delete it.") from error
+    for slug, spec in user_tables.items():
+        if slug in tables:
+            raise UnknownCompetitionError(
+                f"{mine} describes {slug!r} again; it is built in: remove that table."
+            )
+        tables[slug] = (spec, mine)
+    return tables
+
+
+@cache
+def _build(slug: str, spec_json: str) -> Competition:
+    spec = json.loads(spec_json)
+    return Competition(slug=slug, **{**spec, "classes": tuple(str(c) for c in spec["classes"])})
 
 
 def get_competition(slug: str) -> Competition:
-    """The description of `slug`, or an error listing the known ones."""
-    specs = _load_specs()
-    if slug not in specs:
+    """The description of `slug`, or an error listing the known ones and how to add one."""
+    tables = _tables()
+    if slug not in tables:
         raise UnknownCompetitionError(
-            f"no description of competition {slug!r}; known: {', '.join(sorted(specs))}. "
-            f"To add one, describe its layout in {_SPEC_FILE}."
+            f"no description of competition {slug!r}; known: {', '.join(sorted(tables))}. To add one, run "
+            f"`python -m pipeline describe-competition {slug}` (it reads the downloaded files and writes a "
+            f"table into {user_file()}), or describe its layout there by hand."
         )
-    return specs[slug]
+    spec, source = tables[slug]
+    try:
+        return _build(slug, json.dumps(spec, sort_keys=True))
+    except (TypeError, ValueError) as error:  # an unknown or missing field, a value it cannot use
+        raise UnknownCompetitionError(f"the table [{slug!r}] in {source}: {error}") from error

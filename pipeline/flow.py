@@ -48,6 +48,48 @@ def download(config: Config, force: bool = False) -> ImageIndex:
     return index(config, rebuild=archive_is_new)
 
 
+def describe_competition(config: Config, slug: str) -> Path:
+    """Infer the table of a competition we have none for from its download (fetched first when it
+    is not here), write it into the user's competitions file, print what was inferred and what to
+    check; return that file."""
+    import dataclasses
+
+    from pipeline.acquire.describe import describe_download, write_table
+    from pipeline.acquire.download import archive_problem
+    from pipeline.competitions import UnknownCompetitionError, user_file
+    from pipeline.kaggle_api import KaggleGateway
+
+    try:
+        known = get_competition(slug)
+    except UnknownCompetitionError:
+        known = None
+    if known is not None:
+        raise UnknownCompetitionError(
+            f"{slug} is described already (pipeline/competitions.toml or {user_file()}): nothing to infer."
+        )
+    there = dataclasses.replace(config, competition=slug)  # paths of a competition not described yet
+    folders = [layout.input_dir(there), layout.competition_dir(there)]
+    archive = next((f / f"{slug}.zip" for f in folders if (f / f"{slug}.zip").is_file()), None)
+    if archive is None:
+        print(f"Downloading {slug}.zip to describe it ...", flush=True)
+        archive = KaggleGateway().download_competition_archive(slug, layout.competition_dir(there))
+    if (problem := archive_problem(archive)) is not None:
+        raise FileNotFoundError(
+            f"{archive} is damaged ({problem}): delete it and run describe-competition again."
+        )
+    found = describe_download(slug, archive)
+    print(f"Inferred from {archive}:\n" + "\n".join(f"  - {line}" for line in found.inferred))
+    print("Check:\n" + "\n".join(f"  - {line}" for line in found.unsure))
+    target = user_file()
+    header = (
+        "# Your competitions: tables written by `describe-competition` (or by hand); the fields are\n"
+        "# documented at the top of pipeline/competitions.toml. Edit them freely.\n"
+    )
+    write_table(target, slug, found.table, header)
+    print(f"Table [{slug}] written to {target}; next: make index COMPETITION={slug}")
+    return target
+
+
 def index(config: Config, rebuild: bool = False) -> ImageIndex:
     """Unpack and index competition files already on disk (no network); print what was found."""
     from pipeline.acquire.index import describe_index, prepare_index
