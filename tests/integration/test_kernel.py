@@ -49,35 +49,6 @@ def kernel_sandbox(demo_archive_dir: Path, sandbox: SandboxServer, tmp_path: Pat
     sandbox.state.kernels.stop()
 
 
-def test_push_follow_fetch_and_submit_a_gpu_kernel(
-    kernel_sandbox: SandboxServer, tmp_path: Path, demo: Competition, demo_archive_dir: Path
-) -> None:
-    config = tiny_config(tmp_path, paths__submissions_root=str(tmp_path / "submissions"), **TINY)
-    pushed = session.push(config, KaggleGateway())
-    assert pushed["id"] == "sandbox/dogs-vs-cats-demo-pipeline" and pushed["version"] == 1
-    request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].request
-    assert request["machineShape"] == "NvidiaTeslaT4" and request["enableGpu"] is True
-    assert request["enableInternet"] is True and request["competitionDataSources"] == [
-        demo.slug
-    ]  # no code competition
-    assert request["text"] == (layout.kernel_dir(config) / CODE_FILE).read_text()  # the bundled code
-    assert session.status(config, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
-    target = flow.kernel_output(config, submit_it=True)
-    assert target == layout.kernel_output_dir(config, 1)
-    submission = pd.read_csv(target / "submission.csv")
-    validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
-    assert (target / "dogs-vs-cats-demo-pipeline.log").read_text().count("Kernel finished") == 1
-    assert list(target.glob("runs/dogs-vs-cats-demo/*/cv.csv"))
-    assert list(target.glob("runs/dogs-vs-cats-demo/*/report.html"))  # the report, made in the kernel
-    ledger = pd.read_csv(layout.ledger_path(config))
-    assert ledger["status"].tolist() == ["fetched", "submitted"] and ledger["cv_score"].notna().all()
-    (target / "submission.csv").write_bytes(b"id,label\n1,0.")  # a fetch killed half-way...
-    assert flow.kernel_output(config, submit_it=True) == target  # ...is fetched again, whole
-    served = kernel_sandbox.state.kernels.output_file("dogs-vs-cats-demo-pipeline", 1, "submission.csv")
-    assert (target / "submission.csv").read_bytes() == served.read_bytes()
-    assert pd.read_csv(layout.ledger_path(config))["status"].tolist() == ["fetched", "submitted"]  # once each
-
-
 def test_a_kernel_that_raises_is_reported_as_error_with_its_message(
     kernel_sandbox: SandboxServer, tmp_path: Path
 ) -> None:
@@ -141,7 +112,7 @@ def test_the_generated_script_runs_in_kaggles_flat_layout(
     assert not any((root / "working").rglob("*.jpg"))  # images unpacked to scratch space, not saved
 
 
-def test_a_tune_kernel_stopped_by_its_budget_is_resumed_to_a_submission(
+def test_a_gpu_tune_kernel_stopped_by_its_budget_is_resumed_fetched_and_submitted(
     kernel_sandbox: SandboxServer, tmp_path: Path, demo: Competition, demo_archive_dir: Path
 ) -> None:
     space = {
@@ -153,7 +124,12 @@ def test_a_tune_kernel_stopped_by_its_budget_is_resumed_to_a_submission(
     first = tiny_config(tmp_path, **values, train__time_budget=1.0)  # one trial, then the budget stops it
     with pytest.raises(ResumeError, match="no previous version"):
         session.push(first, KaggleGateway(), resume=True)
-    session.push(first, KaggleGateway())
+    pushed = session.push(first, KaggleGateway())
+    assert pushed["id"] == "sandbox/dogs-vs-cats-demo-pipeline" and pushed["version"] == 1
+    request = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].request
+    assert request["machineShape"] == "NvidiaTeslaT4" and request["enableGpu"] is True
+    assert request["enableInternet"] is True and request["competitionDataSources"] == [demo.slug]
+    assert request["text"] == (layout.kernel_dir(first) / CODE_FILE).read_text()  # the bundled code
     assert session.status(first, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
     log = kernel_sandbox.state.kernels.runs[("dogs-vs-cats-demo-pipeline", 1)].log
     assert "Tuning: 1 of 3 trials finished" in log
@@ -179,6 +155,7 @@ def test_a_tune_kernel_stopped_by_its_budget_is_resumed_to_a_submission(
     assert request["datasetDataSources"] == ["sandbox/dogs-vs-cats-demo-pipeline-state"]
     assert session.status(resumed, KaggleGateway(), wait=True, sleep=quick_sleep) == "COMPLETE"
     target = flow.kernel_output(resumed, submit_it=True)
+    assert target == layout.kernel_output_dir(resumed, 2)
     log = (target / "dogs-vs-cats-demo-pipeline.log").read_text()
     assert "Resumed from sandbox/dogs-vs-cats-demo-pipeline version 1: 1 of 3 trials" in log
     assert "Tuning: 3 of 3 trials finished" in log and "Training with the best parameters: {" in log
@@ -187,7 +164,17 @@ def test_a_tune_kernel_stopped_by_its_budget_is_resumed_to_a_submission(
     assert journal_trials(journal) == 3  # the carried trial was not run again
     submission = pd.read_csv(target / "submission.csv")
     validate_submission(submission, pd.read_csv(demo_archive_dir / "solution.csv").assign(label=0.5), demo)
-    assert pd.read_csv(layout.ledger_path(resumed))["status"].tolist() == ["fetched", "submitted"]
+    assert list(target.glob("runs/dogs-vs-cats-demo/*/report.html"))  # the report, made in the kernel
+    ledger = pd.read_csv(layout.ledger_path(resumed))
+    assert ledger["status"].tolist() == ["fetched", "submitted"] and ledger["cv_score"].notna().all()
+    (target / "submission.csv").write_bytes(b"id,label\n1,0.")  # a fetch killed half-way...
+    assert flow.kernel_output(resumed, submit_it=True) == target  # ...is fetched again, whole
+    served = kernel_sandbox.state.kernels.output_file("dogs-vs-cats-demo-pipeline", 2, "submission.csv")
+    assert (target / "submission.csv").read_bytes() == served.read_bytes()
+    assert pd.read_csv(layout.ledger_path(resumed))["status"].tolist() == [
+        "fetched",
+        "submitted",
+    ]  # once each
 
 
 def test_a_time_budget_stops_starting_folds(tmp_path: Path, demo: Competition, demo_index) -> None:

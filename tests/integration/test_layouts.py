@@ -21,7 +21,7 @@ from tests.conftest import tiny_config
 SMALL = {
     "model__backbone": "small-cnn",
     "train__folds": 2,
-    "train__head_epochs": 3,
+    "train__head_epochs": 2,
     "train__head_learning_rate": 3e-3,
 }
 
@@ -33,7 +33,7 @@ SMALL = {
 def test_a_csv_labelled_competition_runs_end_to_end(tmp_path: Path, slug: str, extension: str) -> None:
     competition = get_competition(slug)
     served = tmp_path / "served" / slug
-    generate_competition(competition, served, train_per_class=30, test_size=16, seed=3, extension=extension)
+    generate_competition(competition, served, train_per_class=20, test_size=12, seed=3, extension=extension)
     config = tiny_config(tmp_path, competition=slug, paths__input_root=str(served.parent), **SMALL)
 
     index = prepare_index(config, competition)
@@ -41,7 +41,7 @@ def test_a_csv_labelled_competition_runs_end_to_end(tmp_path: Path, slug: str, e
     truth = dict(
         zip(labels[competition.labels_id_column], labels[competition.labels_label_column], strict=True)
     )
-    assert len(index.train) == 60 and len(index.rejects) == 3 and len(index.test) == 16
+    assert len(index.train) == 40 and len(index.rejects) == 3 and len(index.test) == 12
     assert all(
         truth[i] == competition.classes[label]
         for i, label in zip(index.train["id"], index.train["label"], strict=True)
