@@ -141,7 +141,8 @@ def test_a_missing_jax_is_one_sentence_with_the_install_command(monkeypatch: pyt
 
 def test_a_backbone_familys_recipe_sits_under_files_and_flags(tmp_path: Path) -> None:
     mobilenet = load_config(overrides={"model.backbone": "mobilenet-0.25"}, environ={})
-    assert (mobilenet.train.head_epochs, mobilenet.train.fine_epochs, mobilenet.train.unfreeze) == (6, 8, 0.6)
+    assert (mobilenet.train.head_epochs, mobilenet.train.fine_epochs, mobilenet.train.unfreeze) == (6, 6, 0.6)
+    assert (mobilenet.train.folds, mobilenet.train.head_cache_features) == (3, True)
     assert load_config(environ={}).train.head_epochs == Config().train.head_epochs  # other families
     toml = tmp_path / "mine.toml"
     toml.write_text('[model]\nbackbone = "mobilenet-0.25"\n[train]\nhead_epochs = 2\n')
