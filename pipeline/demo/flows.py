@@ -60,7 +60,7 @@ def kernel_demo(config: Config) -> None:
         flow.leaderboard(config)
 
 
-def kernel_resume_demo(config: Config, budget: float = 30.0) -> None:
+def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:
     """The resume rehearsal offline: a tuning kernel stopped by its time budget, then a version
     pushed with --resume that finishes the study, trains with the best parameters, predicts; each
     version's outputs fetched, the last one submitted; every step timed."""

@@ -75,6 +75,9 @@ class SandboxKernels:
         threading.Thread(target=self._run, args=(run,), daemon=True).start()
         return {**response, "versionNumber": version}
 
+    def __post_init__(self) -> None:
+        self.work_dir = self.work_dir.resolve()  # kernels run with their own working folder as cwd
+
     def publish(self, dataset: str, files: dict[str, bytes]) -> None:
         """CreateDataset / CreateDatasetVersion: `files` become the dataset's newest version, the one
         kernels pushed from now on attach."""

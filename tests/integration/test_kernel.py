@@ -218,3 +218,11 @@ def test_weights_dataset_uploads_the_cached_files_and_push_names_a_missing_one(
     assert request["enableInternet"] is False and request["datasetDataSources"] == [
         "sandbox/pipeline-weights"
     ]
+
+
+def test_sandbox_kernels_run_from_a_relative_work_folder(
+    tmp_path: Path, demo_archive_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `make kernel-demo` passes data/_sandbox/kernels, relative
+    kernels = SandboxKernels(find_archives([demo_archive_dir]), Path("data") / "kernels")
+    assert kernels.work_dir == tmp_path / "data" / "kernels"
