@@ -52,19 +52,16 @@ class Competition:
     code_competition: bool = False  # kernels must run offline to submit (Kaggle's "code competition")
 
     def __post_init__(self) -> None:
-        def wrong(problem: str) -> ValueError:
-            return ValueError(problem)
-
         if self.labels not in LABEL_SOURCES:
-            raise wrong(f"labels is {self.labels!r}; write one of {', '.join(LABEL_SOURCES)}")
+            raise ValueError(f"labels is {self.labels!r}; write one of {', '.join(LABEL_SOURCES)}")
         if self.labels == "pattern" and not self.train_pattern:
-            raise wrong("labels = pattern needs a train_pattern with the groups id and label")
+            raise ValueError("labels = pattern needs a train_pattern with the groups id and label")
         if self.labels == "csv" and not self.labels_csv:
-            raise wrong("labels = csv needs labels_csv, the file holding the training labels")
+            raise ValueError("labels = csv needs labels_csv, the file holding the training labels")
         if self.metric not in METRICS:
-            raise wrong(f"metric is {self.metric!r}; write one of {', '.join(METRICS)}")
+            raise ValueError(f"metric is {self.metric!r}; write one of {', '.join(METRICS)}")
         if len(self.classes) != 2:
-            raise wrong(f"lists {len(self.classes)} classes; this version handles two")
+            raise ValueError(f"lists {len(self.classes)} classes; this version handles two")
 
     @property
     def higher_is_better(self) -> bool:

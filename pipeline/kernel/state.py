@@ -123,10 +123,14 @@ def pack_state(outputs: Path, folder: Path, dataset: str, manifest: dict) -> Pat
             if path.is_file():
                 archive.write(path, Path(RUNS) / path.relative_to(runs))
     partial.rename(folder / ARCHIVE)
-    slug = dataset.split("/")[1]
-    metadata = {"id": dataset, "title": slug[:50], "licenses": [{"name": "CC0-1.0"}]}
-    write_text(folder / DATASET_METADATA, json.dumps(metadata, indent=2) + "\n")
+    write_dataset_metadata(folder, dataset, "CC0-1.0")
     return folder
+
+
+def write_dataset_metadata(folder: Path, dataset: str, license_name: str) -> None:
+    """The dataset-metadata.json the official client uploads `folder` with, as dataset `dataset`."""
+    metadata = {"id": dataset, "title": dataset.split("/")[1][:50], "licenses": [{"name": license_name}]}
+    write_text(folder / DATASET_METADATA, json.dumps(metadata, indent=2) + "\n")
 
 
 def find_state(input_dir: Path) -> Path | None:

@@ -17,7 +17,7 @@ from pipeline import layout
 from pipeline.atomic import write_text
 from pipeline.config import Config
 from pipeline.kaggle_api import KernelError
-from pipeline.kernel.state import DATASET_METADATA
+from pipeline.kernel.state import write_dataset_metadata
 from pipeline.registry import get_backbone
 
 MANIFEST = "weights-dataset.json"  # beside the folder: {"id": owner/slug, "files": [...]}
@@ -65,9 +65,7 @@ def pack_weights(config: Config, username: str) -> Path:
     folder.mkdir(parents=True)
     for path in files:
         shutil.copyfile(path, folder / path.name)
-    slug = dataset.split("/")[1]
-    metadata = {"id": dataset, "title": slug[:50], "licenses": [{"name": "other"}]}
-    write_text(folder / DATASET_METADATA, json.dumps(metadata, indent=2) + "\n")
+    write_dataset_metadata(folder, dataset, "other")
     manifest = {"id": dataset, "files": sorted(p.name for p in files)}
     write_text(folder.with_name(MANIFEST), json.dumps(manifest, indent=2) + "\n")
     return folder
