@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,7 +23,19 @@ class UnknownCompetitionError(KeyError):
 
 
 LABEL_SOURCES = ("pattern", "csv", "folders")
-METRICS = {"log_loss": False, "accuracy": True, "roc_auc": True}  # metric -> higher is better
+# probability: P(positive) in label_column (two classes); label: the class index in label_column;
+# class_name: the class's name in label_column; class_probabilities: one column per class, named
+# by the class, in the sample submission's order.
+SUBMISSION_KINDS = ("probability", "label", "class_name", "class_probabilities")
+METRICS = {  # metric -> higher is better
+    "log_loss": False,  # binary or multi-class (rows rescaled to sum to 1, as Kaggle does)
+    "accuracy": True,
+    "roc_auc": True,  # two classes: of P(positive); more: one-vs-rest, macro-averaged
+    "f1_micro": True,  # more than two classes
+    "f1_macro": True,
+    "qwk": True,  # quadratic weighted kappa of the class index (ordered classes)
+}
+MULTICLASS_ONLY_METRICS = ("f1_micro", "f1_macro", "qwk")
 ANY_NAME = r"^(?P<id>.+)\.[A-Za-z0-9]+$"  # the file name without its extension
 
 
@@ -35,7 +48,7 @@ class Competition:
     train_dir: str
     test_dir: str
     sample_submission: str
-    classes: tuple[str, ...]
+    classes: tuple[str, ...] = ()  # () = read from the data (labels, class folders or the sample's columns)
     train_archive: str = ""  # "" = train_dir is a folder of the download itself, not a nested zip
     test_archive: str = ""
     labels: str = "pattern"  # where training labels come from: pattern | csv | folders
@@ -60,8 +73,36 @@ class Competition:
             raise ValueError("labels = csv needs labels_csv, the file holding the training labels")
         if self.metric not in METRICS:
             raise ValueError(f"metric is {self.metric!r}; write one of {', '.join(METRICS)}")
-        if len(self.classes) != 2:
-            raise ValueError(f"lists {len(self.classes)} classes; this version handles two")
+        if self.submission_kind not in SUBMISSION_KINDS:
+            raise ValueError(
+                f"submission_kind is {self.submission_kind!r}; write one of {', '.join(SUBMISSION_KINDS)}"
+            )
+        if self.labels == "pattern" and not self.classes:
+            raise ValueError("labels = pattern needs the list of classes (the values of the group `label`)")
+        if self.classes:
+            self.check_classes()
+
+    def check_classes(self) -> None:
+        """Raise ValueError unless the classes fit the submission and the metric."""
+        count = len(self.classes)
+        if count < 2 or len(set(self.classes)) != count:
+            raise ValueError(f"lists the classes {list(self.classes)[:10]}; write two or more, each once")
+        if self.submission_kind == "probability" and count != 2:
+            raise ValueError(
+                f"has {count} classes; submission_kind = probability is for two: use class_probabilities, "
+                "class_name or label"
+            )
+        if self.metric in MULTICLASS_ONLY_METRICS and count == 2:
+            raise ValueError(f"metric {self.metric} is for more than two classes; use accuracy or roc_auc")
+
+    def with_classes(self, classes: tuple[str, ...]) -> Competition:
+        """This competition with the classes read from its data (a table that lists them keeps them)."""
+        return self if self.classes else dataclasses.replace(self, classes=tuple(classes))
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes (0 until they are read from the data, see `with_classes`)."""
+        return len(self.classes)
 
     @property
     def higher_is_better(self) -> bool:
@@ -123,7 +164,7 @@ def _tables() -> dict[str, tuple[dict, Path]]:
 @cache
 def _build(slug: str, spec_json: str) -> Competition:
     spec = json.loads(spec_json)
-    return Competition(slug=slug, **{**spec, "classes": tuple(str(c) for c in spec["classes"])})
+    return Competition(slug=slug, **{**spec, "classes": tuple(str(c) for c in spec.get("classes", ()))})
 
 
 def get_competition(slug: str) -> Competition:

@@ -96,6 +96,7 @@ def index(config: Config, rebuild: bool = False) -> ImageIndex:
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition, rebuild=rebuild)
+    competition = found.resolve(competition)
     print(describe_index(found, competition, layout.index_dir(config)))
     return found
 
@@ -106,6 +107,7 @@ def preview(config: Config, batches: int = 3) -> Path:
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
+    competition = found.resolve(competition)
     load_tensorflow()
     from pipeline.data.preview import preview_batches
 
@@ -133,6 +135,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     competition = get_competition(config.competition)
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
+    competition = found.resolve(competition)
     check_split(config, found, holdout, competition.classes)
     pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
@@ -162,6 +165,7 @@ def lr_find(config: Config) -> dict[str, float]:
 
     competition = get_competition(config.competition)
     found = prepare_index(config, competition)
+    competition = found.resolve(competition)
     load_tensorflow()
     from pipeline.fit.lr_find import find_learning_rates
     from pipeline.report.plots import lr_find_plot
@@ -219,6 +223,7 @@ def predict(config: Config) -> Path:
     competition = get_competition(config.competition)
     run = layout.require_run(config)  # both checked before TensorFlow loads
     found = prepare_index(config, competition)
+    competition = found.resolve(competition)
     config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.infer.predict import predict_run
@@ -233,11 +238,11 @@ def submit(config: Config, file: Path | None = None, force: bool = False) -> int
     """Validate a submission CSV (default: the newest of the configured run), upload it unless the
     same bytes were submitted already (`force` uploads again), record it in the ledger; return
     Kaggle's reference (None when skipped)."""
-    from pipeline.acquire.index import sample_submission
+    from pipeline.acquire.index import sample_submission, with_indexed_classes
     from pipeline.kaggle_api import KaggleGateway
     from pipeline.submit.upload import latest_submission_or_explain, submit_file
 
-    competition = get_competition(config.competition)
+    competition = with_indexed_classes(config, get_competition(config.competition))
     chosen = file or latest_submission_or_explain(config)
     sample = sample_submission(config, competition)
     return submit_file(config, competition, chosen, sample, KaggleGateway(), force=force)
@@ -268,6 +273,7 @@ def stack(config: Config) -> Path:
     competition = get_competition(config.competition)
     check_stack(config)
     found = prepare_index(config, competition)
+    competition = found.resolve(competition)
     check_split(config, found, False, competition.classes)
     pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train) + len(found.test), layout.image_cache_dir(config))
@@ -293,8 +299,9 @@ def blend(config: Config, runs: list[str]) -> Path:
     from pipeline.submit.upload import write_run_submission
 
     competition = get_competition(config.competition)
-    result = blend_runs(config, competition, find_runs(config, runs))
     found = prepare_index(config, competition)
+    competition = found.resolve(competition)
+    result = blend_runs(config, competition, find_runs(config, runs))
     sample = sample_submission(config, competition)
     return write_run_submission(
         config, competition, result.run.name, result.test, sample, found.train["label"]
@@ -310,6 +317,7 @@ def tune(config: Config, worker_index: int | None = None) -> None:
     competition = get_competition(config.competition)
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)
+    competition = found.resolve(competition)
     check_split(config, found, True, competition.classes)  # every trial trains on the holdout split
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))
     load_tensorflow()
@@ -396,12 +404,12 @@ def kernel_output(config: Config, submit_it: bool = False) -> Path:
     its submission.csv; return the outputs folder."""
     import pandas as pd
 
-    from pipeline.acquire.index import sample_submission
+    from pipeline.acquire.index import sample_submission, with_indexed_classes
     from pipeline.kaggle_api import KaggleGateway
     from pipeline.kernel import session
     from pipeline.submit.upload import record_kernel_submission, submit_file
 
-    competition = get_competition(config.competition)
+    competition = with_indexed_classes(config, get_competition(config.competition))
     gateway = KaggleGateway()
     target, run = session.fetch_outputs(config, gateway)
     submission = target / "submission.csv"

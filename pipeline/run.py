@@ -100,13 +100,16 @@ class PostProcessing:
     oof_with_tta_and_clip: dict[str, float] | None = None
     threshold: float | None = None  # hard-label submissions: the cut and the accuracy at it
     oof_accuracy_at_threshold: float | None = None
+    temperature: float | None = None  # many classes: the temperature and the scores after it
+    oof_with_tta_and_temperature: dict[str, float] | None = None
     oof_log_loss_by_space: dict[str, float] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)  # the members whose test predictions were averaged
 
     def cv_score(self, metric: str) -> float:
         """The run's out-of-fold score in `metric` after every post-processing step."""
         if metric == "log_loss":
-            return (self.oof_with_tta_and_clip or self.oof_with_tta)["log_loss"]
+            final = self.oof_with_tta_and_clip or self.oof_with_tta_and_temperature or self.oof_with_tta
+            return final["log_loss"]
         if metric == "accuracy" and self.oof_accuracy_at_threshold is not None:
             return self.oof_accuracy_at_threshold
         return self.oof_with_tta[metric]

@@ -6,6 +6,7 @@ once and reuse it from data/<slug>/index/.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,7 +21,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from pipeline import layout
-from pipeline.acquire.unpack import CompetitionFiles, MissingDataError, unpack_competition
+from pipeline.acquire.classes import read_labels_csv, resolve_classes
+from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
 from pipeline.atomic import write_atomically, write_text
 from pipeline.competitions import Competition
 from pipeline.config import Config
@@ -53,6 +55,11 @@ class ImageIndex:
     train: pd.DataFrame  # path, id, label, width, height
     test: pd.DataFrame  # path, id, width, height
     rejects: pd.DataFrame  # path, split, reason
+    classes: tuple[str, ...] = ()  # the class names, in the order of their index (label)
+
+    def resolve(self, competition: Competition) -> Competition:
+        """`competition` with the classes this index was built with (tables may leave them out)."""
+        return competition.with_classes(self.classes)
 
     def class_counts(self, classes: tuple[str, ...]) -> dict[str, int]:
         """Number of training images per class name."""
@@ -135,16 +142,7 @@ def train_labeller(
         return from_folder
     if competition.labels == "csv":
         assert files.labels is not None  # unpack_competition finds it or refuses
-        table = pd.read_csv(files.labels, dtype=str, keep_default_na=False)
-        for column in (competition.labels_id_column, competition.labels_label_column):
-            if column not in table.columns:
-                raise MissingDataError(
-                    f"{files.labels} has no column {column!r} (its columns: {', '.join(table.columns)}): "
-                    f"check labels_id_column / labels_label_column of {competition.slug} in competitions.toml."
-                )
-        labels = dict(
-            zip(table[competition.labels_id_column], table[competition.labels_label_column], strict=True)
-        )
+        labels = read_labels_csv(competition, files.labels)
 
         def from_csv(relative: Path) -> tuple[str, int] | None:
             key = relative.name if competition.labels_id_has_extension else relative.stem
@@ -199,8 +197,10 @@ def build_index(
 ) -> ImageIndex:
     """Scan, validate and index the train and test folders; no bad file stops the run.
 
-    Images in formats TensorFlow cannot decode are converted to PNG in `convert_dir`.
+    Images in formats TensorFlow cannot decode are converted to PNG in `convert_dir`. Classes the
+    table leaves out are read from the data first.
     """
+    competition = resolve_classes(competition, files)
     train, train_rejects = _index_folder(
         files.train_dir,
         "train",
@@ -233,7 +233,23 @@ def build_index(
         }
     )
     rejects = pd.DataFrame(train_rejects + test_rejects, columns=["path", "split", "reason"])
-    return ImageIndex(train_table, test_table, rejects)
+    if competition.labels == "csv" and files.labels is not None:
+        _report_unmatched_labels(competition, files.labels, train_table, rejects)
+    return ImageIndex(train_table, test_table, rejects, competition.classes)
+
+
+def _report_unmatched_labels(
+    competition: Competition, labels_csv: Path, train: pd.DataFrame, rejects: pd.DataFrame
+) -> None:
+    """Say how many rows of the labels CSV name no usable image (a missing or rejected file)."""
+    labelled = set(read_labels_csv(competition, labels_csv))
+    unmatched = sorted(labelled - set(train["id"].astype(str)))
+    if unmatched:
+        rejected = len(rejects[rejects["split"] == "train"])
+        print(
+            f"warning: {len(unmatched):,} of {len(labelled):,} ids in {labels_csv} have no usable training "
+            f"image (e.g. {unmatched[:5]}; {rejected:,} training file(s) were rejected, see rejects.csv)"
+        )
 
 
 INDEX_FILES = ("train.csv", "test.csv", "rejects.csv")
@@ -248,6 +264,7 @@ def save_index(index: ImageIndex, index_dir: Path) -> None:
     for name, table in zip(INDEX_FILES, (index.train, index.test, index.rejects), strict=True):
         path = write_atomically(index_dir / name, lambda p, t=table: t.to_csv(p, index=False))
         record[name] = {"rows": len(table), "sha256": _sha256(path)}
+    record["classes"] = list(index.classes)
     write_text(index_dir / INDEX_MARKER, json.dumps(record, indent=2) + "\n")
 
 
@@ -273,22 +290,41 @@ def load_index(index_dir: Path) -> ImageIndex | None:
         return None
     dtypes = {"id": str, "path": str}
     tables = [pd.read_csv(index_dir / name, dtype=dtypes, keep_default_na=False) for name in INDEX_FILES]
-    return ImageIndex(*tables)
+    return ImageIndex(*tables, classes=tuple(record.get("classes", ())))
+
+
+def _reusable(saved: ImageIndex | None, competition: Competition) -> ImageIndex | None:
+    """The saved index if it was built with the table's classes (an index from before classes were
+    recorded takes the table's; a table whose classes changed is indexed again)."""
+    if saved is None or (saved.classes and competition.classes and saved.classes != competition.classes):
+        return None
+    if not saved.classes:
+        return dataclasses.replace(saved, classes=competition.classes) if competition.classes else None
+    return saved
 
 
 def prepare_index(config: Config, competition: Competition, rebuild: bool = False) -> ImageIndex:
     """Unpack the competition (if needed) and return its index, building it on first use."""
     target = layout.index_dir(config)
-    if not rebuild and (saved := load_index(target)) is not None:
+    if not rebuild and (saved := _reusable(load_index(target), competition)) is not None:
         return saved
     with exclusive(layout.competition_dir(config), "unpacking and indexing", wait=True):
-        if not rebuild and (saved := load_index(target)) is not None:  # built while this one waited
-            return saved
+        if not rebuild and (saved := _reusable(load_index(target), competition)) is not None:
+            return saved  # built while this one waited
         files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
         index = build_index(competition, files, layout.converted_dir(config), config.data.validation_workers)
         save_index(index, target)
         config.save(target)
     return index
+
+
+def with_indexed_classes(config: Config, competition: Competition) -> Competition:
+    """`competition` with the classes of its saved index, for commands that need no images (submit):
+    a table that leaves them out has them only once the data was indexed."""
+    if competition.classes:
+        return competition
+    saved = load_index(layout.index_dir(config))
+    return competition if saved is None else saved.resolve(competition)
 
 
 def sample_submission(config: Config, competition: Competition) -> pd.DataFrame:
@@ -298,10 +334,19 @@ def sample_submission(config: Config, competition: Competition) -> pd.DataFrame:
 
 
 def describe_index(index: ImageIndex, competition: Competition, where: Path) -> str:
-    """A short report: images per class, test images, rejected files and where they are listed."""
-    counts = index.class_counts(competition.classes)
+    """A short report: images per class (the 12 largest and the smallest of many), test images,
+    rejected files and where they are listed."""
+    counts = index.class_counts(index.resolve(competition).classes)
     lines = [f"Index of {competition.slug} in {where}:"]
-    lines += [f"  train {name:>8}: {count:,}" for name, count in counts.items()]
+    shown = sorted(counts.items(), key=lambda item: -item[1])
+    if len(shown) > 12:
+        lines.append(
+            f"  train: {len(shown)} classes, {sum(counts.values()):,} images; the largest and smallest:"
+        )
+        shown = shown[:6] + shown[-6:]
+    else:
+        shown = list(counts.items())
+    lines += [f"  train {name:>8}: {count:,}" for name, count in shown]
     lines.append(f"  test {'':>9}  {len(index.test):,}")
     if len(index.rejects):
         lines.append(

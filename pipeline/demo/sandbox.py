@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_loss, roc_auc_score
 
-from pipeline.competitions import METRICS, UnknownCompetitionError, get_competition
+from pipeline.competitions import METRICS, Competition, UnknownCompetitionError, get_competition
 from pipeline.demo.kernels import SandboxKernels
 
 SANDBOX_USERNAME = "sandbox"
@@ -56,43 +56,89 @@ class SandboxState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _metric(slug: str) -> str:
+def _competition(slug: str) -> Competition | None:
     try:
-        return get_competition(slug).metric
+        return get_competition(slug)
     except UnknownCompetitionError:
-        return "log_loss"
+        return None
+
+
+def _metric(slug: str) -> str:
+    competition = _competition(slug)
+    return "log_loss" if competition is None else competition.metric
+
+
+def _submitted_values(competition: Competition | None, table: pd.DataFrame, ids: pd.Series) -> np.ndarray:
+    """The submission's predictions in the solution's id order: P(positive), class indices, or an
+    (images, classes) matrix; ValueError with Kaggle-like reasons."""
+    id_col = table.columns[0] if competition is None else competition.id_column
+    kind = "probability" if competition is None else competition.submission_kind
+    classes = () if competition is None else competition.classes
+    value_cols = (
+        [*classes]
+        if kind == "class_probabilities"
+        else [table.columns[1] if competition is None else competition.label_column]
+    )
+    if list(table.columns) != [id_col, *value_cols]:
+        raise ValueError(f"expected columns {[id_col, *value_cols]}, got {list(table.columns)[:12]}")
+    if len(table) != len(ids) or table[id_col].astype(str).duplicated().any():
+        raise ValueError("the submission must have exactly one row per test id")
+    rows = table.set_index(table[id_col].astype(str)).reindex(ids.astype(str))
+    if kind == "class_name":
+        values = rows[value_cols[0]].map({name: k for k, name in enumerate(classes)})
+        if values.isna().any():
+            raise ValueError("the submission must name one known class per test id")
+        return values.to_numpy(dtype=np.int64)
+    values = rows[value_cols].apply(pd.to_numeric, errors="coerce")
+    if values.isna().any().any():
+        raise ValueError("the submission must have exactly one numeric row per test id")
+    return (
+        values.to_numpy(dtype=np.float64) if kind == "class_probabilities" else values.iloc[:, 0].to_numpy()
+    )
+
+
+def _score(metric: str, kind: str, truth: np.ndarray, guess: np.ndarray) -> float:
+    if guess.ndim == 2:  # one probability per class, rescaled per row as Kaggle does
+        guess = np.clip(guess, 1e-15, 1 - 1e-15)
+        guess = guess / guess.sum(axis=1, keepdims=True)
+        labels = list(range(guess.shape[1]))
+        if metric == "log_loss":
+            return float(log_loss(truth, guess, labels=labels))
+        if metric == "roc_auc":
+            return float(roc_auc_score(truth, guess, multi_class="ovr", labels=labels))
+        guess = guess.argmax(axis=1)
+    elif kind == "probability" and metric == "log_loss":
+        return float(log_loss(truth, np.clip(guess, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    elif kind == "probability" and metric == "roc_auc":
+        return float(roc_auc_score(truth, guess))
+    predicted = np.round(guess).astype(int)
+    if metric in ("f1_micro", "f1_macro"):
+        return float(f1_score(truth, predicted, average=metric[3:]))
+    if metric == "qwk":
+        return float(cohen_kappa_score(truth, predicted, weights="quadratic"))
+    return float(accuracy_score(truth, predicted))
 
 
 def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple[float, float]:
-    """(public, private) score of a submission CSV against the hidden solution, as Kaggle splits it.
+    """(public, private) score of a submission CSV against the hidden solution (id, true class
+    index), as Kaggle splits it, in the competition's format and metric.
 
     The public part is a fixed half of the test ids; raises ValueError with Kaggle-like reasons.
     """
     if not solution_path.is_file():
         raise ValueError("this competition has no solution.csv in the sandbox, so it cannot be scored")
     solution = pd.read_csv(solution_path)
-    id_col, label_col = solution.columns[:2]
     try:
         table = pd.read_csv(io.BytesIO(submission))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"could not parse the submission: {error}") from error
-    if list(table.columns) != list(solution.columns[:2]):
-        raise ValueError(f"expected columns {list(solution.columns[:2])}, got {list(table.columns)}")
-    merged = solution.merge(table, on=id_col, how="left", suffixes=("", "_submitted"))
-    predicted = pd.to_numeric(merged[f"{label_col}_submitted"], errors="coerce")
-    if predicted.isna().any() or len(table) != len(solution):
-        raise ValueError("the submission must have exactly one numeric row per test id")
+    competition = _competition(slug)
+    guess = _submitted_values(competition, table, solution.iloc[:, 0])
+    truth = solution.iloc[:, 1].to_numpy()
+    metric = _metric(slug)
+    kind = "probability" if competition is None else competition.submission_kind
     public = np.random.default_rng(0).permutation(len(solution)) < len(solution) // 2
-    scores = []
-    for part in (public, ~public):
-        truth, guess = merged[label_col][part].to_numpy(), predicted[part].to_numpy()
-        if _metric(slug) == "accuracy":
-            scores.append(float(accuracy_score(truth, guess.round().astype(int))))
-        elif _metric(slug) == "roc_auc":
-            scores.append(float(roc_auc_score(truth, guess)))
-        else:
-            scores.append(float(log_loss(truth, np.clip(guess, 1e-15, 1 - 1e-15), labels=[0, 1])))
-    return scores[0], scores[1]
+    return tuple(_score(metric, kind, truth[part], guess[part]) for part in (public, ~public))  # type: ignore[return-value]
 
 
 def find_archives(folders: Iterable[Path]) -> dict[str, Path]:
@@ -250,7 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "score": best["publicScore"],
                 }
             )
-        baseline = f"{np.log(2):.5f}" if _metric(slug) == "log_loss" else "0.50000"  # a constant guess
+        competition = _competition(slug)
+        classes = max(2, 0 if competition is None else competition.num_classes)
+        baseline = f"{np.log(classes):.5f}" if _metric(slug) == "log_loss" else "0.50000"  # a constant guess
         rows.append(
             {
                 "teamId": 2,

@@ -12,7 +12,7 @@ from pipeline import layout
 from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
 from pipeline.config import Config
-from pipeline.fit.metrics import binary_scores
+from pipeline.fit.metrics import from_columns, scores
 from pipeline.fit.pseudo import describe, pseudo_labels, with_pseudo_labels
 from pipeline.fit.splits import kfold_assignment
 from pipeline.fit.train import train_run
@@ -62,7 +62,7 @@ def train_kfold(
             {"fold": str(fold), **{k_: v for k_, v in member.read_metrics().items() if k_ != "seconds"}}
         )
     oof = pd.concat(oof_parts, ignore_index=True)
-    rows.append({"fold": "all", **binary_scores(oof["label"].to_numpy(), oof["probability"].to_numpy())})
+    rows.append({"fold": "all", **scores(oof["label"].to_numpy(), from_columns(oof))})
     run.write_cross_validation(oof, rows)
     table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
     print("Cross-validation (out-of-fold):\n" + table)

@@ -19,7 +19,7 @@ from pipeline import layout
 from pipeline.acquire.index import ImageIndex
 from pipeline.atomic import write_text
 from pipeline.competitions import Competition
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.phases import compile_model
 from pipeline.fit.splits import holdout_split
@@ -76,9 +76,11 @@ def suggestion(rates: list[float], losses: list[float]) -> float:
     return float(rates[start + int(third) + int(third / 2)])
 
 
-def _range_test(model: keras.Model, dataset, config: Config, steps: int) -> tuple[list[float], list[float]]:
+def _range_test(
+    model: keras.Model, dataset, config: Config, steps: int, num_classes: int
+) -> tuple[list[float], list[float]]:
     test = RangeTest(steps)
-    compile_model(model, config, LOW, num_classes=2, jit_compile=False)
+    compile_model(model, config, LOW, num_classes=num_classes, jit_compile=False)
     model.fit(dataset.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[test], verbose=0)
     return test.rates, test.losses
 
@@ -88,23 +90,21 @@ def find_learning_rates(
 ) -> dict:
     """Run the range test for the head phase and for fine-tuning on the holdout split's training
     images; save the curves and suggestions (layout.lr_find_file) and return them."""
-    if len(competition.classes) != 2:
-        raise ConfigError("lr-find takes two-class competitions for now")
-    steps = steps or STEPS
+    steps, k = steps or STEPS, competition.num_classes
     train, _ = holdout_split(config, index)
     keras.utils.set_random_seed(config.data.seed)
-    dataset = make_dataset(train, config, training=True, num_classes=2)
-    classifier = build_classifier(config, num_classes=2)
+    dataset = make_dataset(train, config, training=True, num_classes=k)
+    classifier = build_classifier(config, num_classes=k)
     classifier.backbone.trainable = not classifier.spec.pretrained
     start = classifier.model.get_weights()
-    curves = {"head": _range_test(classifier.model, dataset, config, steps)}
+    curves = {"head": _range_test(classifier.model, dataset, config, steps, k)}
     found = {"head": suggestion(*curves["head"])}
     if classifier.spec.pretrained:
         classifier.model.set_weights(start)  # from the start: one head epoch at the suggestion
-        compile_model(classifier.model, config, found["head"], num_classes=2, jit_compile=False)
+        compile_model(classifier.model, config, found["head"], num_classes=k, jit_compile=False)
         classifier.model.fit(dataset, epochs=1, verbose=0)
         unfreeze_top_blocks(classifier.backbone, config.train.unfreeze)
-        curves["fine"] = _range_test(classifier.model, dataset, config, steps)
+        curves["fine"] = _range_test(classifier.model, dataset, config, steps, k)
         found["fine"] = suggestion(*curves["fine"])
     saved = {
         "suggested": found,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipeline import layout
 from pipeline.config import Config, ConfigError
+from pipeline.fit.metrics import from_columns, hard_labels
 from pipeline.run import Run
 
 
@@ -26,16 +27,17 @@ def pseudo_labels(config: Config, test: pd.DataFrame) -> pd.DataFrame:
             f"train.pseudo_label = {name!r}: {run.path} has no test predictions to take labels from: "
             f"run `predict --run {name}` (or `stack`) first"
         )
-    probability = predictions.set_index(predictions["id"].astype(str))["probability"]
-    known = test[test["id"].astype(str).isin(probability.index)]
-    p = probability.loc[known["id"].astype(str)].to_numpy()
-    confident = np.maximum(p, 1 - p) >= config.train.pseudo_threshold
+    by_id = predictions.set_index(predictions["id"].astype(str))
+    known = test[test["id"].astype(str).isin(by_id.index)]
+    p = from_columns(by_id.loc[known["id"].astype(str)])
+    confidence = np.maximum(p, 1 - p) if p.ndim == 1 else p.max(axis=1)
+    confident = confidence >= config.train.pseudo_threshold
     chosen = known[confident]
     return pd.DataFrame(
         {
             "id": "test:" + chosen["id"].astype(str),  # never the id of a training image
             "path": chosen["path"].to_numpy(),
-            "label": (p[confident] >= 0.5).astype(int),
+            "label": hard_labels(p[confident]),
             "width": chosen["width"].to_numpy(),
             "height": chosen["height"].to_numpy(),
             "weight": config.train.pseudo_weight,
@@ -45,10 +47,12 @@ def pseudo_labels(config: Config, test: pd.DataFrame) -> pd.DataFrame:
 
 def describe(pseudo: pd.DataFrame, total: int, name: str) -> str:
     """One line: how many test images were pseudo-labelled, and as what."""
-    counts = pseudo["label"].value_counts().to_dict()
+    counts = pseudo["label"].value_counts().sort_index()
+    shown = ", ".join(f"class {k}: {n:,}" for k, n in counts.head(12).items())
+    more = f", {len(counts) - 12} more classes" if len(counts) > 12 else ""
     return (
         f"Pseudo-labels from {name}: {len(pseudo):,} of {total:,} test images "
-        f"(class 0: {counts.get(0, 0):,}, class 1: {counts.get(1, 0):,}) join every fold's training side"
+        f"({shown or 'none'}{more}) join every fold's training side"
     )
 
 

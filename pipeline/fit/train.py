@@ -33,7 +33,8 @@ from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.augment import augments
 from pipeline.data.input_pipeline import encode_labels, make_dataset
-from pipeline.fit.metrics import binary_scores
+from pipeline.fit.metrics import as_columns
+from pipeline.fit.metrics import scores as score_predictions
 from pipeline.fit.phases import (
     Phases,
     best_val_loss,
@@ -100,8 +101,10 @@ def _head_on_features(
 
 
 def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
-    """P(positive class) for every image of an evaluation dataset, in order."""
-    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)[:, -1]
+    """P(positive class) for every image of an evaluation dataset, in order; with more than two
+    classes every class's probability, (images, classes)."""
+    predicted = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
+    return predicted[:, -1] if predicted.shape[-1] == 1 else predicted
 
 
 @dataclass(frozen=True)
@@ -226,9 +229,9 @@ def evaluate(classifier: Classifier, context: TrainingContext, seconds_before: f
     scores: dict[str, float] = {}
     if validation is not None:
         probabilities = predict_probabilities(classifier.model, context.val_ds)
-        scores = binary_scores(validation["label"].to_numpy(), probabilities)
+        scores = score_predictions(validation["label"].to_numpy(), probabilities)
         run.write_validation(
-            pd.DataFrame({"id": validation["id"], "label": validation["label"], "probability": probabilities})
+            pd.DataFrame({"id": validation["id"], "label": validation["label"], **as_columns(probabilities)})
         )
     scores["seconds"] = round(time.perf_counter() - seconds_before, 1)
     run.write_metrics(scores)

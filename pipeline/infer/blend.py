@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 from pipeline import layout
 from pipeline.competitions import Competition
 from pipeline.config import Config, ConfigError
-from pipeline.fit.metrics import EPSILON
+from pipeline.fit.metrics import EPSILON, as_columns, from_columns
 from pipeline.infer.postprocess import post_process
 from pipeline.run import PostProcessing, Run
 
@@ -31,8 +31,8 @@ class Member:
     """One blended run's out-of-fold and test predictions, aligned by id."""
 
     run: Run
-    oof: pd.DataFrame  # id, label, probability
-    test: pd.DataFrame  # id, probability
+    oof: pd.DataFrame  # id, label, probability (p0, p1, ... for many classes)
+    test: pd.DataFrame  # id, probability (p0, p1, ...)
 
 
 def find_runs(config: Config, names: list[str]) -> list[Run]:
@@ -85,9 +85,12 @@ def load_members(config: Config, runs: list[Run]) -> list[Member]:
 
 def blend_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Non-negative weights summing to 1 that minimise the log loss of the weighted average of
-    (runs, images) probabilities."""
+    (runs, images) probabilities, or (runs, images, classes) for many classes."""
     p = np.clip(predictions, EPSILON, 1 - EPSILON)
     y = np.asarray(labels, dtype=np.float64)
+    if p.ndim == 3:  # each run's probability of the true class: the loss needs no other
+        p = p[:, np.arange(p.shape[1]), y.astype(int)]
+        y = np.ones_like(y)
 
     def loss(w: np.ndarray) -> float:
         q = np.clip(w @ p, EPSILON, 1 - EPSILON)
@@ -119,14 +122,15 @@ def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendRes
     """Blend `runs` with weights fit on their out-of-fold predictions; save the blend as a run."""
     members = load_members(config, runs)
     labels = members[0].oof["label"].to_numpy()
-    oof = np.stack([m.oof["probability"].to_numpy() for m in members])
-    test = np.stack([m.test["probability"].to_numpy() for m in members])
+    oof = np.stack([from_columns(m.oof) for m in members])
+    test = np.stack([from_columns(m.test) for m in members])
     weights = blend_weights(oof, labels)
+    blended_oof = np.tensordot(weights, oof, axes=1)
     chosen, columns = post_process(
         competition.submission_kind,
-        weights @ oof,
+        blended_oof,
         labels,
-        weights @ test,
+        np.tensordot(weights, test, axes=1),
         views=[],
         average="probability",
         folds=0,
@@ -136,7 +140,7 @@ def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendRes
     run = Run(layout.competition_runs(config) / name)
     ids = members[0].oof["id"].to_numpy()
     run.save_config(config)
-    run.write_final_oof(pd.DataFrame({"id": ids, "label": labels, "probability": weights @ oof}))
+    run.write_final_oof(pd.DataFrame({"id": ids, "label": labels, **as_columns(blended_oof)}))
     frame = pd.DataFrame({"id": members[0].test["id"].to_numpy(), **columns})
     run.write_test_predictions(frame)
     run.write_postprocessing(chosen)

@@ -20,7 +20,7 @@ from pipeline.atomic import write_atomically
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.input_pipeline import make_dataset
-from pipeline.fit.metrics import binary_scores
+from pipeline.fit.metrics import as_columns, scores
 from pipeline.infer.postprocess import average, choose_space, post_process
 from pipeline.infer.tta import parse_views, predict_views
 from pipeline.layout import NoModelsError
@@ -33,7 +33,7 @@ class Prediction:
     """Test predictions of a run's members under every view, and how they were combined."""
 
     run: Run
-    test: pd.DataFrame  # id, probability (post-processed), label (hard, for accuracy competitions)
+    test: pd.DataFrame  # id, probability (p0, p1, ... for many classes; post-processed), label (hard)
     postprocessing: PostProcessing
 
 
@@ -107,14 +107,20 @@ def predict_run(config: Config, competition: Competition, index: ImageIndex, run
         views=views,
         average=space,
         folds=len(members),
-        oof_single_view=binary_scores(labels, oof_views[0]),
+        oof_single_view=scores(labels, oof_views[0]),
         oof_log_loss_by_space=space_losses,
         models=[m.name for m in averaged],
     )
     frame = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy(), **columns})
-    step = f"clip={chosen.clip}" if chosen.clip is not None else f"threshold={chosen.threshold}"
+    step = (
+        f"clip={chosen.clip}"
+        if chosen.clip is not None
+        else f"temperature={chosen.temperature}"
+        if chosen.temperature is not None
+        else f"threshold={chosen.threshold}"
+    )
     oof_ids = np.concatenate([v["id"].astype(str).to_numpy() for v, _ in oof_parts])
-    run.write_final_oof(pd.DataFrame({"id": oof_ids, "label": labels, "probability": oof}))
+    run.write_final_oof(pd.DataFrame({"id": oof_ids, "label": labels, **as_columns(oof)}))
     run.write_test_predictions(frame)
     run.write_postprocessing(chosen)
     print(f"Post-processing: {space} averaging; {step}")

@@ -30,7 +30,7 @@ from pipeline.atomic import write_atomically
 from pipeline.competitions import Competition
 from pipeline.config import Config, stack_backbones, stack_sizes
 from pipeline.data.input_pipeline import make_dataset
-from pipeline.fit.metrics import binary_scores
+from pipeline.fit.metrics import as_columns, scores
 from pipeline.fit.pseudo import describe, pseudo_labels
 from pipeline.fit.splits import kfold_assignment
 from pipeline.infer.postprocess import post_process
@@ -78,7 +78,7 @@ def block_config(config: Config, block: Block) -> Config:
 
 def extractor(config: Config) -> keras.Model:
     """Image -> pooled features of the configured (frozen) backbone, preprocessing included."""
-    model = build_classifier(config, num_classes=2).model
+    model = build_classifier(config, num_classes=2).model  # the output layer is not used
     return keras.Model(model.input, model.get_layer(HEAD_DROPOUT).input)
 
 
@@ -174,22 +174,27 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
     pseudo_x = test_x[[test_position[i.removeprefix("test:")] for i in pseudo["id"]]]
     pseudo_y, pseudo_w = pseudo["label"].to_numpy(dtype=int), pseudo["weight"].to_numpy(dtype=float)
     run = Run(stack_run_dir(config))
-    oof, test_parts, rows, strengths = np.zeros(len(labels)), [], [], []
+    k = competition.num_classes
+
+    def probabilities(fit: BaseEstimator, x: np.ndarray) -> np.ndarray:  # P(positive), or every class's
+        return fit.predict_proba(x)[:, 1] if k == 2 else fit.predict_proba(x)
+
+    oof, test_parts, rows, strengths = np.zeros((len(labels), k) if k > 2 else len(labels)), [], [], []
     for fold in range(config.train.folds):
         inside = folds != fold  # the fold's training side, and the pseudo-labelled test images
         x = np.concatenate([train_x[inside], pseudo_x])
         y = np.concatenate([labels[inside], pseudo_y])
         weights = np.concatenate([np.ones(int(inside.sum())), pseudo_w])
         fit = head(config.stack.c, config.data.seed).fit(x, y, logisticregression__sample_weight=weights)
-        oof[folds == fold] = fit.predict_proba(train_x[folds == fold])[:, 1]
-        test_parts.append(fit.predict_proba(test_x)[:, 1])
+        oof[folds == fold] = probabilities(fit, train_x[folds == fold])
+        test_parts.append(probabilities(fit, test_x))
         strengths.append(chosen_c(fit))
-        rows.append({"fold": str(fold), **binary_scores(labels[folds == fold], oof[folds == fold])})
-    rows.append({"fold": "all", **binary_scores(labels, oof)})
+        rows.append({"fold": str(fold), **scores(labels[folds == fold], oof[folds == fold])})
+    rows.append({"fold": "all", **scores(labels, oof)})
     ids = index.train["id"].astype(str).to_numpy()
     run.save_config(config)
     run.write_cross_validation(
-        pd.DataFrame({"id": ids, "label": labels, "fold": folds, "probability": oof}), rows
+        pd.DataFrame({"id": ids, "label": labels, "fold": folds, **as_columns(oof)}), rows
     )
     chosen, columns = post_process(
         competition.submission_kind,
@@ -202,7 +207,7 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
         models=[f"{block.name} features" for block in blocks(config)],
     )
     test = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy(), **columns})
-    run.write_final_oof(pd.DataFrame({"id": ids, "label": labels, "probability": oof}))
+    run.write_final_oof(pd.DataFrame({"id": ids, "label": labels, **as_columns(oof)}))
     run.write_test_predictions(test)
     run.write_postprocessing(chosen)
     print(

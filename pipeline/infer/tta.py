@@ -35,10 +35,12 @@ def parse_views(spec: str) -> list[str]:
 
 
 def predict_views(model: keras.Model, images: tf.data.Dataset, views: list[str]) -> np.ndarray:
-    """P(positive class) of every image under every view: an array (views, images)."""
+    """P(positive class) of every image under every view, an array (views, images); with more than
+    two classes every class's probability, (views, images, classes)."""
     outputs = []
     for name in views:
         view = VIEWS[name]
         viewed = images.map(view, num_parallel_calls=tf.data.AUTOTUNE)
-        outputs.append(np.asarray(model.predict(viewed, verbose=0), dtype=np.float64)[:, -1])
+        predicted = np.asarray(model.predict(viewed, verbose=0), dtype=np.float64)
+        outputs.append(predicted[:, -1] if predicted.shape[-1] == 1 else predicted)
     return np.stack(outputs)

@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline import layout
+from pipeline.acquire.index import with_indexed_classes
 from pipeline.competitions import Competition, get_competition
 from pipeline.config import Config, apply_settings
-from pipeline.infer.postprocess import choose_clip, clip
+from pipeline.fit.metrics import from_columns, multiclass_log_loss
+from pipeline.infer.postprocess import choose_clip, choose_temperature, clip, with_temperature
 from pipeline.report import plots
+from pipeline.report.classes import per_class_table, predictions_table, top_confusions
 from pipeline.run import PostProcessing, Run
 
 SECTIONS = {
@@ -111,13 +114,17 @@ def build_report(config: Config, run: Run) -> Path:
     if not members:
         raise FileNotFoundError(f"{run.path} has no finished model to report on: train it first.")
     config = _run_config(members[0], config)
-    competition = get_competition(config.competition)
+    competition = with_indexed_classes(config, get_competition(config.competition))
     out = run.report_draft_dir()
     page = Page()
     metrics = [m.read_metrics() for m in members]
     validation = pd.concat([m.read_validation().assign(member=m.name) for m in members], ignore_index=True)
-    labels, probabilities = validation["label"].to_numpy(), validation["probability"].to_numpy()
     chosen = run.read_postprocessing()
+    threshold = chosen.threshold if chosen is not None and chosen.threshold is not None else 0.5
+    validation = predictions_table(validation, threshold)
+    if not competition.classes:  # classes read from data that is not on this machine: numbered
+        count = max(2, len(from_columns(validation.drop(columns=["p_predicted", "p_true"])).T))
+        competition = competition.with_classes(tuple(str(k) for k in range(count)))
 
     _summary(page, config, run, members, metrics, chosen)
     histories = {m.name: h for m in members if (h := m.read_history()) is not None}
@@ -125,12 +132,32 @@ def build_report(config: Config, run: Run) -> Path:
         "curves", plots.learning_curves(histories, out / "learning_curves.png"), "loss and accuracy per epoch"
     )
     _metrics(page, run, metrics, members)
-    threshold = chosen.threshold if chosen is not None and chosen.threshold is not None else 0.5
+    if competition.num_classes > 2:
+        _errors_of_many_classes(page, validation, competition.classes, chosen, out)
+    else:
+        _errors_of_two_classes(page, validation, competition.classes, chosen, threshold, out)
+    model = _load_model(members[0])
+    images = _images(config, validation["id"].tolist())
+    commons = _what_errors_share(page, config, validation)
+    _gallery(page, validation, images, competition.classes, out, commons)
+    _model_section(page, model, config, out)
+    _inside(page, model, config, competition, validation, images, out)
+    _extras(page, config, out)
+    return run.publish_report(page.render(f"{competition.title}: run {run.name}"))
+
+
+def _errors_of_two_classes(
+    page: Page,
+    validation: pd.DataFrame,
+    classes: tuple[str, ...],
+    chosen: PostProcessing | None,
+    threshold: float,
+    out: Path,
+) -> None:
+    labels, probabilities = validation["label"].to_numpy(), validation["probability"].to_numpy()
     page.image(
         "errors",
-        plots.confusion(
-            labels, (probabilities >= threshold).astype(int), competition.classes, out / "confusion.png"
-        ),
+        plots.confusion(labels, validation["predicted"].to_numpy(), classes, out / "confusion.png"),
         f"confusion matrix at threshold {threshold}",
     )
     page.image(
@@ -149,14 +176,47 @@ def build_report(config: Config, run: Run) -> Path:
         plots.calibration(labels, probabilities, note, out / "calibration.png"),
         f"calibration; {note}",
     )
-    model = _load_model(members[0])
-    images = _images(config, validation["id"].tolist())
-    commons = _what_errors_share(page, config, validation, threshold)
-    _gallery(page, validation, images, competition.classes, out, commons)
-    _model_section(page, model, config, out)
-    _inside(page, model, config, competition, validation, images, out)
-    _extras(page, config, out)
-    return run.publish_report(page.render(f"{competition.title}: run {run.name}"))
+
+
+def _errors_of_many_classes(
+    page: Page, validation: pd.DataFrame, classes: tuple[str, ...], chosen: PostProcessing | None, out: Path
+) -> None:
+    labels, predicted = validation["label"].to_numpy(dtype=int), validation["predicted"].to_numpy()
+    probabilities = from_columns(validation)
+    page.image(
+        "errors",
+        plots.confusion_normalised(labels, predicted, classes, out / "confusion.png"),
+        "confusion matrix, each row divided by the true class's images (the diagonal is its recall)",
+    )
+    confusions = top_confusions(labels, predicted, classes)
+    if confusions.empty:
+        page.text("errors", "No validation image is confused with another class.")
+    else:
+        page.add("errors", "<h3>The most frequent confusions</h3>")
+        page.table("errors", confusions)
+    page.add("errors", "<h3>Per class (the lowest F1 first)</h3>")
+    page.table("errors", per_class_table(labels, predicted, classes))
+    page.image(
+        "errors",
+        plots.one_vs_rest_roc(labels, probabilities, classes, out / "roc.png"),
+        "ROC curves, one class against the rest",
+    )
+    temperature = chosen.temperature if chosen is not None and chosen.temperature is not None else None
+    if temperature is None:
+        temperature = choose_temperature(probabilities, labels)[0]
+    before = multiclass_log_loss(labels, probabilities)
+    after = multiclass_log_loss(labels, with_temperature(probabilities, temperature))
+    note = f"temperature {temperature:g}: log loss {before:.4f} -> {after:.4f}"
+    page.image(
+        "errors",
+        plots.confidence_calibration(
+            validation["p_predicted"].to_numpy(),
+            ~validation["wrong"].to_numpy(),
+            note,
+            out / "calibration.png",
+        ),
+        f"calibration of the top class; {note} (on these validation predictions)",
+    )
 
 
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -185,7 +245,11 @@ def _summary(
         + (f" + {len(refits)} refit on all the images" if (refits := run.refit_members()) else ""),
         "in the submission": ", ".join(chosen.models) if chosen and chosen.models else "predict has not run",
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
-        **{k: f"{float(overall[k]):.4f}" for k in ("log_loss", "accuracy", "mcc", "roc_auc") if k in overall},
+        **{
+            k: f"{float(overall[k]):.4f}"
+            for k in ("log_loss", "accuracy", "mcc", "f1_macro", "qwk", "roc_auc")
+            if k in overall
+        },
     }
     page.add(
         "summary",
@@ -222,9 +286,7 @@ def _load_model(member: Run):
 MAX_PROPERTY_IMAGES = 30_000  # images read for "what the errors have in common" (thumbnails: ~2 ms each)
 
 
-def _what_errors_share(
-    page: Page, config: Config, validation: pd.DataFrame, threshold: float
-) -> pd.DataFrame | None:
+def _what_errors_share(page: Page, config: Config, validation: pd.DataFrame) -> pd.DataFrame | None:
     """Error rates by image property (grayscale, size, aspect ratio, brightness) and the finding, in
     the errors section; returns the evaluated images with their properties (for the galleries)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -242,7 +304,6 @@ def _what_errors_share(
     with ThreadPoolExecutor(max_workers=config.data.validation_workers) as pool:
         properties = pd.DataFrame(list(pool.map(image_properties, map(Path, evaluated["path"]))))
     evaluated = pd.concat([evaluated, properties], axis=1)
-    evaluated["wrong"] = (evaluated["probability"] >= threshold).astype(int) != evaluated["label"].astype(int)
     rates = error_table(evaluated, evaluated)
     found = finding(rates)
     page.add("errors", "<h3>What the errors have in common</h3>")
@@ -272,17 +333,14 @@ def _gallery(
             "The training images are not on this machine (e.g. a kernel's downloaded outputs): no gallery.",
         )
         return
-    frame = validation[validation["id"].isin(images)].copy()
-    frame["error"] = (frame["probability"] - frame["label"]).abs()
-    wrong = frame[frame["error"] > 0.5].nlargest(12, "error")
-    unsure = frame.assign(margin=(frame["probability"] - 0.5).abs()).nsmallest(12, "margin")
+    frame = validation[validation["id"].isin(images)]
+    wrong = frame[frame["wrong"]].nlargest(12, "p_predicted")
+    unsure = frame.nsmallest(12, "margin")
     for name, rows in (("most confidently wrong", wrong), ("least certain", unsure)):
         if rows.empty:
             page.text("gallery", f"No {name} images.")
             continue
-        captions = [
-            f"{classes[int(r.label)]}: P({classes[-1]})={r.probability:.2f}" for r in rows.itertuples()
-        ]
+        captions = [_caption(r, classes) for r in rows.itertuples()]
         thumbnails = [_thumbnail(images[r.id]) for r in rows.itertuples()]
         note = None
         if commons is not None:
@@ -293,6 +351,13 @@ def _gallery(
             plots.image_grid(thumbnails, captions, out / f"{name.replace(' ', '_')}.png"),
             f"{name}: {note}" if note else name,
         )
+
+
+def _caption(row: object, classes: tuple[str, ...]) -> str:
+    true, predicted = classes[int(row.label)], classes[int(row.predicted)]
+    if len(classes) == 2:
+        return f"{true}: P({classes[-1]})={row.probability:.2f}"
+    return f"true {true}, predicted {predicted} ({row.p_predicted:.2f})"
 
 
 def _model_section(page: Page, model, config: Config, out: Path) -> None:
@@ -382,10 +447,21 @@ def _inside(
         page.text("inside", f"No Grad-CAM: {error} (rebuild this report with --backend tensorflow).")
         return
     classes, positive = competition.classes, competition.classes[-1]
-    captions = [
-        f"{classes[c]} (P({positive})={p:.2f}); true {classes[int(label)]}"
-        for c, p, label in zip(predicted, chosen["probability"], chosen["label"], strict=True)
-    ]
+    if len(classes) == 2:
+        captions = [
+            f"{classes[c]} (P({positive})={p:.2f}); true {classes[int(label)]}"
+            for c, p, label in zip(predicted, chosen["probability"], chosen["label"], strict=True)
+        ]
+    else:
+        captions = [
+            f"{classes[c]} (P={p:.2f}); true {classes[int(label)]}"
+            for c, p, label in zip(
+                predicted,
+                from_columns(chosen)[np.arange(len(chosen)), predicted],
+                chosen["label"],
+                strict=True,
+            )
+        ]
     page.image(
         "inside",
         plots.heatmap_overlays(list(inputs), list(heat), captions, out / "gradcam.png"),

@@ -72,6 +72,78 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...
     return _save(figure, path)
 
 
+def confusion_normalised(
+    labels: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...], path: Path
+) -> Path:
+    """The confusion matrix of many classes, each row normalised to the true class's images (the
+    diagonal is its recall); shares written in the cells up to 15 classes, class names on the axes
+    up to 40 (beyond that the table of top confusions names them)."""
+    count = len(classes)
+    matrix = confusion_matrix(labels, predicted, labels=list(range(count))).astype(float)
+    matrix /= np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    side = min(14.0, 2.5 + 0.45 * count)
+    figure, axis = plt.subplots(figsize=(side, side * 0.9))
+    shown = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(shown, ax=axis, fraction=0.04, label="share of the true class")
+    if count <= 15:
+        for (row, column), share in np.ndenumerate(matrix):
+            if share >= 0.005:
+                colour = "white" if share > 0.5 else "black"
+                axis.text(column, row, f"{share:.2f}", ha="center", va="center", color=colour, fontsize=8)
+    if count <= 40:
+        axis.set_xticks(range(count), classes, rotation=90, fontsize=8)
+        axis.set_yticks(range(count), classes, fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    return _save(figure, path)
+
+
+def one_vs_rest_roc(
+    labels: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...], path: Path
+) -> Path:
+    """One-vs-rest ROC curves: every class's up to 12 classes, else the 6 with the lowest AUC; the
+    micro-average (every image and class pooled) in black."""
+    from sklearn.metrics import auc
+
+    onehot = np.eye(len(classes))[labels]
+    areas = {}
+    curves = {}
+    for k in range(len(classes)):
+        if 0 < onehot[:, k].sum() < len(labels):
+            fpr, tpr, _ = roc_curve(onehot[:, k], probabilities[:, k])
+            curves[k], areas[k] = (fpr, tpr), auc(fpr, tpr)
+    shown = sorted(areas, key=areas.__getitem__)[: 12 if len(classes) <= 12 else 6]
+    figure, axis = plt.subplots(figsize=(5.2, 4.4))
+    for k in sorted(shown):
+        axis.plot(*curves[k], label=f"{classes[k]} (AUC {areas[k]:.3f})", linewidth=1)
+    fpr, tpr, _ = roc_curve(onehot.ravel(), probabilities.ravel())
+    axis.plot(fpr, tpr, color="black", linewidth=2, label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    title = "ROC, one class against the rest" + ("" if len(classes) <= 12 else " (the 6 lowest AUC)")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, note: str, path: Path) -> Path:
+    """Reliability of the top class: accuracy against confidence (P of the predicted class) per
+    bin, y = x, and the histogram of confidences."""
+    figure, (curve_axis, hist_axis) = plt.subplots(1, 2, figsize=(8, 3.6))
+    if 0 < correct.sum() < len(correct):  # both right and wrong images: a curve to draw
+        observed, predicted = calibration_curve(
+            correct.astype(int), confidence, n_bins=10, strategy="uniform"
+        )
+        curve_axis.plot(predicted, observed, "o-", label="model")
+    curve_axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    curve_axis.set(
+        xlabel="P(predicted class)", ylabel="observed accuracy", title="reliability of the top class"
+    )
+    curve_axis.legend(fontsize=8)
+    hist_axis.hist(confidence, bins=20, range=(0, 1))
+    hist_axis.set(xlabel="P(predicted class)", ylabel="images", title=note)
+    return _save(figure, path)
+
+
 def roc_and_pr(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
     """ROC curve (with the chance diagonal) and precision-recall curve."""
     figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(8, 3.6))

@@ -45,30 +45,51 @@ def _short(values: object) -> str:
 
 
 def build_submission(
-    competition: Competition, predictions: pd.DataFrame, sample: pd.DataFrame, train_prior: float
+    competition: Competition,
+    predictions: pd.DataFrame,
+    sample: pd.DataFrame,
+    train_prior: float | np.ndarray,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Rows in the sample submission's order and dtypes; ids without a prediction get the prior.
+    """Rows in the sample submission's order and columns; ids without a prediction get the prior
+    (P(positive), or every class's share for many classes; its most frequent class for hard labels).
 
-    Returns the table and the ids that had no prediction (test images that could not be read).
+    `predictions` has id, label (class index) and probability (two classes) or p0, p1, ... (one per
+    class, in the order of `competition.classes`). Returns the table and the ids that had no
+    prediction (test images that could not be read).
     """
-    id_col, label_col = competition.id_column, competition.label_column
-    value_col = "probability" if competition.submission_kind == "probability" else "label"
-    by_id = dict(zip(predictions["id"].astype(str), predictions[value_col], strict=True))
-    fallback = train_prior if competition.submission_kind == "probability" else int(train_prior >= 0.5)
+    id_col, kind = competition.id_column, competition.submission_kind
+    by_id = predictions.set_index(predictions["id"].astype(str))
     ids = sample[id_col]
-    unknown = sorted(set(by_id) - {str(i) for i in ids})
+    unknown = sorted(set(by_id.index) - {str(i) for i in ids})
     if unknown:
         print(
             f"warning: {len(unknown)} predicted test id(s) are not in the sample submission and are left "
             f"out: {unknown[:10]}"
         )
-    missing = [str(i) for i in ids if str(i) not in by_id]
-    values = [by_id.get(str(i), fallback) for i in ids]
-    table = pd.DataFrame({id_col: ids.to_numpy(), label_col: values})
-    if competition.submission_kind == "label":
-        table[label_col] = table[label_col].astype(int)
+    keys = ids.astype(str)
+    missing = [i for i in keys if i not in by_id.index]
+    known = keys.isin(by_id.index).to_numpy()
+    prior_vector = np.atleast_1d(np.asarray(train_prior, dtype=np.float64))
+    prior_class = int(prior_vector[0] >= 0.5) if len(prior_vector) == 1 else int(prior_vector.argmax())
+    table = pd.DataFrame({id_col: ids.to_numpy()})
+    if kind == "class_probabilities":
+        for column in sample.columns.drop(id_col):
+            k = competition.classes.index(column)
+            values = np.full(len(ids), prior_vector[k])
+            values[known] = by_id.loc[keys[known], f"p{k}"].to_numpy(dtype=np.float64)
+            table[column] = values
+        return table, missing
+    if kind == "probability":
+        values = np.full(len(ids), float(prior_vector[0]))
+        values[known] = by_id.loc[keys[known], "probability"].to_numpy(dtype=np.float64)
+        table[competition.label_column] = values
+        return table, missing
+    indices = np.full(len(ids), prior_class, dtype=np.int64)
+    indices[known] = by_id.loc[keys[known], "label"].to_numpy(dtype=np.int64)
+    if kind == "class_name":
+        table[competition.label_column] = np.asarray(competition.classes, dtype=object)[indices]
     else:
-        table[label_col] = table[label_col].astype(float)
+        table[competition.label_column] = indices
     return table, missing
 
 
@@ -89,6 +110,19 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
         raise SubmissionError(f"{len(missing)} id(s) of the test set are missing, e.g. {missing[:5]}")
     if extra:
         raise SubmissionError(f"{len(extra)} id(s) are not in the test set, e.g. {extra[:5]}")
+    if competition.submission_kind == "class_probabilities":
+        _check_class_probabilities(table.drop(columns=id_col), table[id_col].astype(str))
+        return
+    if competition.submission_kind == "class_name":
+        names = table[label_col].astype(str)
+        if competition.classes:
+            wrong = sorted(set(names) - set(competition.classes))
+            if wrong:
+                raise SubmissionError(
+                    f"{label_col} has {len(wrong)} name(s) that are no class, e.g. {wrong[:5]}; allowed are "
+                    f"{list(competition.classes)[:12]}"
+                )
+        return
     if pd.api.types.is_bool_dtype(table[label_col]):
         raise SubmissionError(
             f"{label_col} holds true/false, not numbers: write probabilities or class numbers"
@@ -110,12 +144,41 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
             raise SubmissionError(
                 f"{label_col} must be whole class numbers, got dtype {table[label_col].dtype}"
             )
-        allowed = set(range(len(competition.classes)))
+        allowed = set(range(max(len(competition.classes), 2)))
         wrong = sorted(set(values.astype(int)) - allowed)
         if wrong:
-            raise SubmissionError(f"{label_col} has values {wrong[:5]}; allowed are {sorted(allowed)}")
+            raise SubmissionError(f"{label_col} has values {wrong[:5]}; allowed are {sorted(allowed)[:12]}")
 
 
-def prior(labels: np.ndarray) -> float:
-    """The share of the positive class among training labels."""
-    return float(np.mean(labels)) if len(labels) else 0.5
+SUM_TOLERANCE = 1e-3  # per row, for probabilities written as text with 6+ digits
+
+
+def _check_class_probabilities(values: pd.DataFrame, ids: pd.Series) -> None:
+    """Every cell a number in [0, 1], every row summing to 1."""
+    numbers = values.apply(pd.to_numeric, errors="coerce")
+    empty = numbers.isna().any(axis=1)
+    if empty.any():
+        raise SubmissionError(
+            f"{int(empty.sum())} row(s) have empty or non-numeric probabilities (ids {ids[empty].tolist()[:5]})"
+        )
+    outside = ((numbers < 0) | (numbers > 1)).any(axis=1)
+    if outside.any():
+        raise SubmissionError(
+            f"{int(outside.sum())} row(s) have probabilities outside [0, 1] (ids {ids[outside].tolist()[:5]})"
+        )
+    sums = numbers.sum(axis=1)
+    off = (sums - 1).abs() > SUM_TOLERANCE
+    if off.any():
+        raise SubmissionError(
+            f"{int(off.sum())} row(s) do not sum to 1 (ids {ids[off].tolist()[:5]}, sums "
+            f"{[round(v, 4) for v in sums[off].head(3)]}); each row is one probability per class"
+        )
+
+
+def prior(labels: np.ndarray, num_classes: int = 2) -> float | np.ndarray:
+    """The share of the positive class among training labels; with more classes, every class's share."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if num_classes == 2:
+        return float(np.mean(labels)) if len(labels) else 0.5
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return counts / counts.sum() if counts.sum() else np.full(num_classes, 1 / num_classes)

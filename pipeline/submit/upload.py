@@ -45,7 +45,9 @@ def write_run_submission(
     train_labels: pd.Series,
 ) -> Path:
     """Build, validate and save the submission CSV of a run's test predictions."""
-    table, missing = build_submission(competition, predictions, sample, prior(train_labels.to_numpy()))
+    table, missing = build_submission(
+        competition, predictions, sample, prior(train_labels.to_numpy(), competition.num_classes)
+    )
     if missing:
         print(
             f"warning: {len(missing)} test image(s) could not be read; they get the class prior: {missing[:10]}"

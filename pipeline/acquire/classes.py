@@ -1,0 +1,105 @@
+"""A competition's classes: from its table, or read from its data, and checked against both the
+training labels and the sample submission before anything trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.acquire.unpack import CompetitionFiles, MissingDataError
+from pipeline.competitions import Competition
+
+_IGNORED = {".DS_Store", "Thumbs.db", ".unpacked"}
+
+
+def _ordered(names: set[str]) -> tuple[str, ...]:
+    """Class names in a stable order: by number when every name is one (0, 1, 2, ..., 10), else by name."""
+    if names and all(name.isdigit() for name in names):
+        return tuple(sorted(names, key=int))
+    return tuple(sorted(names))
+
+
+def read_labels_csv(competition: Competition, path: Path) -> dict[str, str]:
+    """id -> label of a labels CSV; a missing column or an id listed twice is an error naming them."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in (competition.labels_id_column, competition.labels_label_column):
+        if column not in table.columns:
+            raise MissingDataError(
+                f"{path} has no column {column!r} (its columns: {', '.join(table.columns)}): "
+                f"check labels_id_column / labels_label_column of {competition.slug} in its table."
+            )
+    ids = table[competition.labels_id_column]
+    repeated = sorted(set(ids[ids.duplicated()]))
+    if repeated:
+        raise MissingDataError(
+            f"{path} lists {len(repeated)} id(s) more than once (e.g. {repeated[:5]}): "
+            "each training image needs exactly one label; remove the repeated rows."
+        )
+    return dict(zip(ids, table[competition.labels_label_column], strict=True))
+
+
+def _class_folders(train_dir: Path) -> dict[str, int]:
+    """Class folder name -> number of files in it."""
+    return {
+        folder.name: sum(1 for f in folder.iterdir() if f.is_file() and f.name not in _IGNORED)
+        for folder in sorted(train_dir.iterdir())
+        if folder.is_dir() and not folder.name.startswith(".")
+    }
+
+
+def _classes_in_data(competition: Competition, files: CompetitionFiles) -> tuple[str, ...]:
+    if competition.labels == "folders":
+        counts = _class_folders(files.train_dir)
+        empty = [name for name, count in counts.items() if count == 0]
+        if empty:
+            raise MissingDataError(
+                f"{files.train_dir} has {len(empty)} empty class folder(s) ({', '.join(empty[:5])}): "
+                "a class needs training images; remove the folder or add its images."
+            )
+        return _ordered(set(counts))
+    if competition.labels == "csv" and files.labels is not None:
+        return _ordered(set(read_labels_csv(competition, files.labels).values()))
+    return competition.classes
+
+
+def _sample_columns(competition: Competition, files: CompetitionFiles) -> list[str]:
+    columns = list(pd.read_csv(files.sample_submission, nrows=0).columns)
+    if competition.id_column not in columns:
+        raise MissingDataError(
+            f"{files.sample_submission} has no id column {competition.id_column!r} (its columns: "
+            f"{', '.join(columns[:8])}): check id_column of {competition.slug} in its table."
+        )
+    return [c for c in columns if c != competition.id_column]
+
+
+def resolve_classes(competition: Competition, files: CompetitionFiles) -> Competition:
+    """The competition with its classes: the table's, else those of the training data. Refused in
+    one sentence: a training class the submission has no column for (class_probabilities), a
+    sample submission whose columns match no class, fewer than two classes."""
+    classes = competition.classes or _classes_in_data(competition, files)
+    if competition.submission_kind == "class_probabilities":
+        columns = _sample_columns(competition, files)
+        unknown = [c for c in classes if c not in columns]
+        if len(unknown) == len(classes):
+            raise MissingDataError(
+                f"the columns of {files.sample_submission} ({', '.join(columns[:5])}, ...) match none of the "
+                f"{len(classes)} classes ({', '.join(classes[:5])}, ...): check the table's classes and labels."
+            )
+        if unknown:
+            raise MissingDataError(
+                f"{len(unknown)} training class(es) have no column in {files.sample_submission} "
+                f"(e.g. {unknown[:5]}): a submission cannot score them; fix the labels or the table's classes."
+            )
+        extra = [c for c in columns if c not in classes]
+        if extra:
+            raise MissingDataError(
+                f"{files.sample_submission} has {len(extra)} column(s) that no training image is labelled "
+                f"with (e.g. {extra[:5]}): list them in the table's classes or fix the labels."
+            )
+        if not competition.classes:
+            classes = tuple(columns)  # the sample's order: the model's outputs are its columns
+    try:
+        return competition.with_classes(classes)  # checks them
+    except ValueError as error:
+        raise MissingDataError(f"{competition.slug}: the data {error}") from error
