@@ -33,8 +33,8 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED)  ## create .venv and install the package with its dev tools (EXTRAS=dev,jax: + JAX)
 
-demo: setup  ## the whole flow offline on the generated demo competition (no Kaggle account)
-	$(PY) -m pipeline demo $(ARGS)
+demo: setup  ## the whole flow offline on a generated competition (DEMO=shapes or digits: many classes)
+	$(PY) -m pipeline demo $(if $(DEMO),--config $(DEMO)) $(ARGS)
 
 download: setup  ## download, unpack and index COMPETITION with your Kaggle credentials
 	$(PY) -m pipeline download $(ARGS) $(COMPETITION_FLAG)

@@ -295,12 +295,10 @@ def cmd_kernel_demo(args: argparse.Namespace) -> None:
 def cmd_demo_data(args: argparse.Namespace) -> None:
     """Generate the demo competition's archive and hidden solution."""
     from pipeline.competitions import get_competition
-    from pipeline.demo.generate import generate_competition
+    from pipeline.demo.generate import generate
 
     competition = get_competition(args.competition)
-    archive = generate_competition(
-        competition, Path(args.out), args.train_per_class, args.test_size, args.seed
-    )
+    archive = generate(competition, Path(args.out), args.train_per_class, args.test_size, args.seed)
     print(f"Wrote {archive} and {archive.with_name('solution.csv')}")
 
 

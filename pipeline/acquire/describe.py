@@ -138,33 +138,57 @@ def describe_download(slug: str, archive: Path) -> Description:
     classes = _training_labels(train, csvs, sample_name, table, found)
     table["classes"] = classes
     table["id_column"] = id_column
-    if len(value_columns) != 1:
-        table["label_column"] = value_columns[0] if value_columns else "label"
-        found.unsure.append(
-            f"{sample_name} has {len(value_columns)} value columns (one per class?): this version writes one."
-        )
-    else:
-        table["label_column"] = value_columns[0]
-    values = pd.to_numeric(sample[table["label_column"]], errors="coerce") if value_columns else pd.Series([])
-    whole = values.notna().all() and (values == values.round()).all() and len(values)
-    table["submission_kind"] = "label" if whole else "probability"
-    table["metric"] = "accuracy" if whole else "log_loss"
-    found.inferred.append(
-        f"submission: {id_column},{table['label_column']} with "
-        f"{'class numbers' if whole else 'probabilities of the positive class'} (from {sample_name}'s values)"
-    )
-    found.unsure.append(
-        f"metric: guessed {table['metric']} from the sample's values; check the competition's Evaluation "
-        "page (log_loss, accuracy or roc_auc)"
-    )
+    _submission_format(table, sample, sample_name, value_columns, classes, found)
     found.unsure.append("code_competition: set to false; make it true if submissions must come from a kernel")
     table["code_competition"] = False
-    if len(classes) != 2:
-        found.unsure.append(
-            f"{len(classes)} classes: this version trains two; the table is written for later"
-        )
     found.table = table
     return found
+
+
+def _submission_format(
+    table: dict[str, object],
+    sample: pd.DataFrame,
+    sample_name: str,
+    value_columns: list[str],
+    classes: list[str],
+    found: Description,
+) -> None:
+    """submission_kind, label_column and a guessed metric from the sample submission's columns and
+    values: one column per class, class names, class numbers or probabilities."""
+    if len(value_columns) > 1:
+        unknown = sorted(set(value_columns) - set(classes))
+        if unknown:
+            raise DescribeError(
+                f"{sample_name} has {len(value_columns)} value columns, {len(unknown)} of them no training "
+                f"class (e.g. {unknown[:5]}): describe it by hand."
+            )
+        table["classes"] = list(value_columns)  # the model's outputs in the sample's column order
+        table["submission_kind"], table["metric"] = "class_probabilities", "log_loss"
+        found.inferred.append(
+            f"submission: {table['id_column']} and one probability column per class, in {sample_name}'s order"
+        )
+    else:
+        column = value_columns[0] if value_columns else "label"
+        table["label_column"] = column
+        values = sample[column] if value_columns else pd.Series([], dtype=str)
+        numbers = pd.to_numeric(values, errors="coerce")
+        whole = bool(len(values)) and numbers.notna().all() and (numbers == numbers.round()).all()
+        names = bool(len(values)) and set(values) <= set(classes) and not whole
+        if names:
+            kind, metric, what = "class_name", "accuracy", "class names"
+        elif whole:
+            kind, metric, what = "label", "accuracy", "class numbers"
+        else:
+            kind, metric = ("probability", "log_loss") if len(classes) == 2 else ("label", "accuracy")
+            what = "probabilities of the positive class" if len(classes) == 2 else "class numbers"
+        table["submission_kind"], table["metric"] = kind, metric
+        found.inferred.append(
+            f"submission: {table['id_column']},{column} with {what} (from {sample_name}'s values)"
+        )
+    choices = "log_loss, accuracy, roc_auc" + (", f1_micro, f1_macro or qwk" if len(classes) > 2 else "")
+    found.unsure.append(
+        f"metric: guessed {table['metric']} from the sample; check the competition's Evaluation page ({choices})"
+    )
 
 
 def _place(table: dict[str, object], split: str, group: ImageGroup) -> None:

@@ -16,14 +16,14 @@ from pipeline.config import Config, apply_settings, validate
 
 def served_archives(config: Config) -> dict[str, Path]:
     """The sandbox's competition archives, the demo competition generated first if it is not there."""
-    from pipeline.demo.generate import generate_competition
+    from pipeline.demo.generate import generate
     from pipeline.demo.sandbox import find_archives
 
     competition = get_competition(config.competition)
     served = layout.sandbox_dir(config)
     if not (served / competition.archive).is_file():
         print(f"Generating the demo competition in {served} ...")
-        generate_competition(competition, served)
+        generate(competition, served)
     return find_archives([served])
 
 

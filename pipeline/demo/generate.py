@@ -1,8 +1,10 @@
-"""Generate a small competition in Kaggle's exact layout: the demo, and test fixtures.
+"""Generate a small competition in Kaggle's exact layout: the demos, and test fixtures.
 
-Cats are cool-coloured triangles and dogs warm-coloured discs on noisy grey backgrounds, in varied sizes, colours and file
+Shapes: cats are cool-coloured triangles and dogs warm-coloured discs on noisy grey backgrounds
+(with more classes, green squares and purple crosses follow), in varied sizes, colours and file
 formats (RGB, grayscale and CMYK JPEG, PNG named .jpg), plus a few broken files, so every path of
-the indexer runs. The true test labels go to a hidden `solution.csv` beside the archive.
+the indexer runs. Digits: the real 8x8 handwritten digits that ship inside scikit-learn, as PNG
+files. The true test labels (class indices) go to a hidden `solution.csv` beside the archive.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from PIL import Image, ImageDraw
 
 from pipeline.competitions import Competition
 
+HUES = ((0.45, 0.65), (0.0, 0.15), (0.25, 0.4), (0.7, 0.9))  # per class: cool, warm, green, purple
+
 
 def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
-    """One RGB picture: a warm disc for label 1 (dog), a cool triangle for label 0 (cat)."""
+    """One RGB picture: a cool triangle for label 0 (cat), a warm disc for 1 (dog), a green square
+    for 2, a purple cross for 3."""
     width = int(rng.integers(64, 321))
     height = int(np.clip(width * rng.uniform(0.6, 1.6), 48, 400))
     base = rng.integers(40, 216) + rng.integers(-25, 26, size=3)  # greyish, never the shape's colour
@@ -33,12 +38,19 @@ def draw_shape(label: int, rng: np.random.Generator) -> Image.Image:
     # inside the central square, so that a centre crop keeps the shape
     cx = width / 2 + rng.uniform(-1, 1) * (side / 2 - radius)
     cy = height / 2 + rng.uniform(-1, 1) * (side / 2 - radius)
-    hue = rng.uniform(0.0, 0.15) if label == 1 else rng.uniform(0.45, 0.65)  # dogs warm, cats cool
+    hue = rng.uniform(*HUES[label])
     colour = tuple(
         int(255 * c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0))
     )
     if label == 1:
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+    elif label == 2:
+        half = radius * 0.8
+        draw.rectangle((cx - half, cy - half, cx + half, cy + half), fill=colour)
+    elif label == 3:
+        bar = radius * 0.35
+        draw.rectangle((cx - radius, cy - bar, cx + radius, cy + bar), fill=colour)
+        draw.rectangle((cx - bar, cy - radius, cx + bar, cy + radius), fill=colour)
     else:
         angle = rng.uniform(0, 2 * np.pi)
         points = [
@@ -89,17 +101,19 @@ def generate_competition(
     extension: str = ".jpg",
 ) -> Path:
     """Write `<slug>.zip` (Kaggle's layout for `competition`: nested archives or folders, labels in
-    file names, a CSV or class folders) and `solution.csv` into `out_dir`."""
+    file names, a CSV or class folders; its two to four classes drawn as shapes) and `solution.csv`
+    into `out_dir`."""
     rng = np.random.default_rng(seed)
-    labels = [i % 2 for i in range(train_per_class * 2)] + ([0, 1, 0] if broken else [])
-    images = [encode(draw_shape(label, rng), rng, extension) for label in labels[: train_per_class * 2]]
+    k = len(competition.classes)
+    labels = [i % k for i in range(train_per_class * k)] + ([0, 1, 0] if broken else [])
+    images = [encode(draw_shape(label, rng), rng, extension) for label in labels[: train_per_class * k]]
     images += _broken_files(rng) if broken else []
     train: dict[str, bytes] = {}
     rows = []
     for i, (label, data) in enumerate(zip(labels, images, strict=True)):
         name = competition.classes[label]
         if competition.labels == "pattern":  # the broken files follow the last pair: cat.N, dog.N+1, cat.N+2
-            number = i // 2 if i < train_per_class * 2 else i - train_per_class
+            number = i // k if i < train_per_class * k else i - train_per_class * (k - 1)
             path = f"{name}.{number}{extension}"
         else:
             stem = f"{i:04d}{rng.integers(16**6):06x}"
@@ -107,7 +121,7 @@ def generate_competition(
             key = f"{stem}{extension}" if competition.labels_id_has_extension else stem
             rows.append({competition.labels_id_column: key, competition.labels_label_column: name})
         train[f"{competition.train_dir}/{path}"] = data
-    test_labels = rng.integers(0, 2, size=test_size)
+    test_labels = rng.integers(0, k, size=test_size)
     names = [
         f"{i + 1}{extension}" if competition.labels == "pattern" else f"{rng.integers(16**8):08x}{extension}"
         for i in range(test_size)
@@ -119,11 +133,36 @@ def generate_competition(
     ids = [competition.parse_test_name(name) for name in names]
     if competition.labels == "pattern":
         ids = [int(i) for i in ids]  # Dogs vs. Cats numbers its test images
-    default = 0.5 if competition.submission_kind == "probability" else 0
-    sample = pd.DataFrame({competition.id_column: ids, competition.label_column: default})
+    return _write(competition, out_dir, train, test, rows, ids, test_labels)
+
+
+def sample_table(competition: Competition, ids: list) -> pd.DataFrame:
+    """The sample submission: every test id with a neutral value in the competition's format."""
+    sample = pd.DataFrame({competition.id_column: ids})
+    kind, classes = competition.submission_kind, competition.classes
+    if kind == "class_probabilities":
+        for name in classes:
+            sample[name] = round(1 / len(classes), 6)
+    else:
+        default = {"probability": 0.5, "class_name": classes[0] if classes else "0"}.get(kind, 0)
+        sample[competition.label_column] = default
+    return sample
+
+
+def _write(
+    competition: Competition,
+    out_dir: Path,
+    train: dict[str, bytes],
+    test: dict[str, bytes],
+    rows: list[dict[str, str]],
+    ids: list,
+    test_labels: np.ndarray,
+) -> Path:
+    """The archive (nested zips or folders, the labels CSV, the sample) and the hidden solution
+    (id and the true class index)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / competition.archive
-    files = {competition.sample_submission: sample.to_csv(index=False).encode()}
+    files = {competition.sample_submission: sample_table(competition, ids).to_csv(index=False).encode()}
     if competition.labels_csv:
         files[competition.labels_csv] = pd.DataFrame(rows).to_csv(index=False).encode()
     if competition.train_archive:
@@ -133,6 +172,52 @@ def generate_competition(
         files.update(train)
         files.update(test)
     archive.write_bytes(_zip_bytes(files))
-    solution = pd.DataFrame({competition.id_column: ids, competition.label_column: test_labels})
+    solution = pd.DataFrame({competition.id_column: ids, "label": test_labels})
     solution.to_csv(out_dir / "solution.csv", index=False)
     return archive
+
+
+def generate_digits(
+    competition: Competition, out_dir: Path, test_fraction: float = 0.2, seed: int = 0
+) -> Path:
+    """Write the handwritten digits that ship inside scikit-learn (1,797 real 8x8 images, 10
+    classes; no download) as a competition of `competition`'s layout (labels in a CSV or class
+    folders): a random `test_fraction` becomes the test set, scored against `solution.csv`."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(digits.target))
+    test_count = round(len(order) * test_fraction)
+    names = [str(c) for c in digits.target_names]
+    train: dict[str, bytes] = {}
+    test: dict[str, bytes] = {}
+    rows, ids, test_labels = [], [], []
+    for position, i in enumerate(order):
+        buffer = io.BytesIO()
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8), mode="L").save(buffer, format="PNG")
+        stem, label = f"{rng.integers(16**8):08x}", int(digits.target[i])
+        if position < test_count:
+            test[f"{competition.test_dir}/{stem}.png"] = buffer.getvalue()
+            ids.append(stem)
+            test_labels.append(label)
+            continue
+        name = names[label]
+        path = f"{name}/{stem}.png" if competition.labels == "folders" else f"{stem}.png"
+        train[f"{competition.train_dir}/{path}"] = buffer.getvalue()
+        key = f"{stem}.png" if competition.labels_id_has_extension else stem
+        rows.append({competition.labels_id_column: key, competition.labels_label_column: name})
+    return _write(competition, out_dir, train, test, rows, ids, np.asarray(test_labels))
+
+
+DIGITS_DEMO = "digits-demo"  # the table whose images are scikit-learn's digits, not shapes
+
+
+def generate(
+    competition: Competition, out_dir: Path, train_per_class: int = 300, test_size: int = 100, seed: int = 0
+) -> Path:
+    """The generated competition `competition` describes: scikit-learn's digits for the digits
+    demo (its 1,797 images; the sizes do not apply), shapes otherwise."""
+    if competition.slug == DIGITS_DEMO:
+        return generate_digits(competition, out_dir, seed=seed)
+    return generate_competition(competition, out_dir, train_per_class, test_size, seed)

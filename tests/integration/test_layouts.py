@@ -4,6 +4,7 @@ ROC AUC scoring, end to end through index, train, predict and a validated submis
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -66,3 +67,44 @@ def test_a_download_with_the_folders_inside_unpacks_once(tmp_path: Path) -> None
     assert files.labels == tmp_path / "data" / "train.csv" and files.sample_submission.is_file()
     (served / competition.archive).unlink()  # unpacked once: the download is not needed again
     assert unpack_competition(competition, served, tmp_path / "data") == files
+
+
+@pytest.mark.parametrize(
+    ("slug", "classes", "extension"),
+    [
+        ("dog-breed-identification", ("affenpinscher", "beagle", "collie"), ".jpg"),
+        ("plant-seedlings-classification", ("Black-grass", "Common Chickweed", "Maize"), ".png"),
+        ("cassava-leaf-disease-classification", ("0", "1", "2"), ".jpg"),
+    ],
+)
+def test_a_many_class_competition_runs_end_to_end(
+    tmp_path: Path, slug: str, classes: tuple[str, ...], extension: str
+) -> None:
+    competition = get_competition(slug)
+    assert competition.classes == ()  # read from the data: the labels, the class folders or the sample
+    served = tmp_path / "served" / slug
+    generate_competition(
+        dataclasses.replace(competition, classes=classes), served, 12, 9, seed=5, extension=extension
+    )
+    config = tiny_config(tmp_path, competition=slug, paths__input_root=str(served.parent), **SMALL)
+
+    index = prepare_index(config, competition)
+    assert index.classes == classes and len(index.train) == 36 and len(index.test) == 9
+    assert index.train["label"].value_counts().to_dict() == {0: 12, 1: 12, 2: 12}
+    run = flow.train(config, report_after=False)
+    submission = pd.read_csv(flow.predict(config))
+    sample = pd.read_csv(tmp_path / slug / competition.sample_submission)
+    resolved = index.resolve(competition)
+    validate_submission(submission, sample, resolved)
+    assert list(submission.columns) == list(sample.columns)
+    assert (
+        submission[competition.id_column].astype(str).tolist()
+        == sample[competition.id_column].astype(str).tolist()
+    )
+    if competition.submission_kind == "class_probabilities":
+        assert submission.drop(columns=competition.id_column).sum(axis=1).round(4).eq(1).all()
+    elif competition.submission_kind == "class_name":
+        assert set(submission[competition.label_column]) <= set(classes)
+    chosen = Run(run.path).read_postprocessing()
+    assert chosen.temperature is not None and 0.0 <= chosen.cv_score(competition.metric) <= 1.5
+    assert (Run(run.path).path / "cv.csv").is_file()
