@@ -88,3 +88,25 @@ def test_an_unknown_competition_is_downloaded_then_described(
     assert get_competition("cactus-again").labels_csv == "train.csv"
     with pytest.raises(UnknownCompetitionError, match="described already"):
         flow.describe_competition(tiny_config(tmp_path / "data"), "cactus-again")
+
+
+@pytest.mark.parametrize(
+    ("slug", "classes", "extension"),
+    [
+        ("dog-breed-identification", ("collie", "affenpinscher", "beagle"), ".jpg"),  # one column per class
+        ("plant-seedlings-classification", ("Black-grass", "Common Chickweed", "Maize"), ".png"),  # names
+        ("cassava-leaf-disease-classification", ("0", "1", "2"), ".jpg"),  # class numbers
+    ],
+)
+def test_a_many_class_layout_is_described_like_its_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slug: str, classes: tuple[str, ...], extension: str
+) -> None:
+    monkeypatch.setenv(USER_FILE_ENV, str(tmp_path / "competitions.toml"))
+    known = dataclasses.replace(get_competition(slug), slug="a-new-competition", classes=classes)
+    generate_competition(known, tmp_path / "a-new-competition", 6, 5, extension=extension)
+    flow.describe_competition(tiny_config(tmp_path), "a-new-competition")
+    described = get_competition("a-new-competition")
+    fields = [f for f in FIELDS if known.labels == "csv" or not f.startswith("labels_")]
+    assert {f: getattr(described, f) for f in fields} == {f: getattr(known, f) for f in fields}
+    index = prepare_index(tiny_config(tmp_path, competition="a-new-competition"), described)
+    assert index.classes == classes and len(index.train) == 18 and len(index.test) == 5
