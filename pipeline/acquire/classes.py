@@ -3,6 +3,7 @@ training labels and the sample submission before anything trains."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,23 +21,47 @@ def _ordered(names: set[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def read_labels_csv(competition: Competition, path: Path) -> dict[str, str]:
-    """id -> label of a labels CSV; a missing column or an id listed twice is an error naming them."""
+@dataclass(frozen=True)
+class LabelsTable:
+    """A labels CSV read: each id's label, and the ids it gives different labels (set aside)."""
+
+    labels: dict[str, str]  # ids listed once, or repeated with the same label (counted once)
+    conflicting: dict[str, list[str]]  # id -> its different labels: its image is not trained on
+    repeated: int  # ids listed more than once with the same label
+
+
+def read_labels_csv(competition: Competition, path: Path) -> LabelsTable:
+    """The labels CSV at `path`; a missing column is an error naming it."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in (competition.labels_id_column, competition.labels_label_column):
+    id_column, label_column = competition.labels_id_column, competition.labels_label_column
+    for column in (id_column, label_column):
         if column not in table.columns:
             raise MissingDataError(
                 f"{path} has no column {column!r} (its columns: {', '.join(table.columns)}): "
                 f"check labels_id_column / labels_label_column of {competition.slug} in its table."
             )
-    ids = table[competition.labels_id_column]
-    repeated = sorted(set(ids[ids.duplicated()]))
-    if repeated:
-        raise MissingDataError(
-            f"{path} lists {len(repeated)} id(s) more than once (e.g. {repeated[:5]}): "
-            "each training image needs exactly one label; remove the repeated rows."
+    distinct = table[[id_column, label_column]].drop_duplicates()
+    counts = distinct[id_column].value_counts()
+    clashing = set(counts[counts > 1].index)
+    conflicting = {
+        str(i): sorted(group[label_column])
+        for i, group in distinct[distinct[id_column].isin(clashing)].groupby(id_column)
+    }
+    kept = distinct[~distinct[id_column].isin(clashing)]
+    repeated = len(table) - len(distinct)  # rows repeating an (id, label) pair
+    return LabelsTable(dict(zip(kept[id_column], kept[label_column], strict=True)), conflicting, repeated)
+
+
+def report_label_problems(path: Path, labels: LabelsTable) -> None:
+    """One warning per kind of problem in a labels CSV: what, how many, examples."""
+    if labels.conflicting:
+        examples = "; ".join(f"{i}: {', '.join(v)}" for i, v in list(labels.conflicting.items())[:3])
+        print(
+            f"warning: {path} gives {len(labels.conflicting):,} id(s) different labels ({examples}): their "
+            "images are set aside (rejects.csv); fix the rows to train on them"
         )
-    return dict(zip(ids, table[competition.labels_label_column], strict=True))
+    if labels.repeated:
+        print(f"warning: {path} repeats {labels.repeated:,} row(s) with the same id and label; counted once")
 
 
 def _class_folders(train_dir: Path) -> dict[str, int]:
@@ -53,13 +78,13 @@ def _classes_in_data(competition: Competition, files: CompetitionFiles) -> tuple
         counts = _class_folders(files.train_dir)
         empty = [name for name, count in counts.items() if count == 0]
         if empty:
-            raise MissingDataError(
-                f"{files.train_dir} has {len(empty)} empty class folder(s) ({', '.join(empty[:5])}): "
-                "a class needs training images; remove the folder or add its images."
+            print(
+                f"warning: {files.train_dir} has {len(empty)} empty class folder(s) ({', '.join(empty[:5])}): "
+                "no class until they hold training images"
             )
-        return _ordered(set(counts))
+        return _ordered({name for name, count in counts.items() if count})
     if competition.labels == "csv" and files.labels is not None:
-        return _ordered(set(read_labels_csv(competition, files.labels).values()))
+        return _ordered(set(read_labels_csv(competition, files.labels).labels.values()))
     return competition.classes
 
 

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from pipeline import layout
-from pipeline.acquire.classes import read_labels_csv, resolve_classes
+from pipeline.acquire.classes import read_labels_csv, report_label_problems, resolve_classes
 from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
 from pipeline.atomic import write_atomically, write_text
 from pipeline.competitions import Competition
@@ -128,9 +128,10 @@ def _check_all(paths: list[Path], workers: int, desc: str) -> list[ImageCheck]:
 
 def train_labeller(
     competition: Competition, files: CompetitionFiles
-) -> Callable[[Path], tuple[str, int] | None]:
+) -> Callable[[Path], tuple[str, int] | str | None]:
     """(id, class index) of a training file from its path under the train folder, by the
-    competition's label source: the file name's pattern, the labels CSV, or the class folder."""
+    competition's label source: the file name's pattern, the labels CSV, or the class folder; a
+    reason it has none (or None: no label or id)."""
     if competition.labels == "folders":
 
         def from_folder(relative: Path) -> tuple[str, int] | None:
@@ -142,10 +143,13 @@ def train_labeller(
         return from_folder
     if competition.labels == "csv":
         assert files.labels is not None  # unpack_competition finds it or refuses
-        labels = read_labels_csv(competition, files.labels)
+        table = read_labels_csv(competition, files.labels)
+        labels, labels_name = table.labels, files.labels.name
 
-        def from_csv(relative: Path) -> tuple[str, int] | None:
+        def from_csv(relative: Path) -> tuple[str, int] | str | None:
             key = relative.name if competition.labels_id_has_extension else relative.stem
+            if key in table.conflicting:
+                return f"{labels_name} gives it {len(table.conflicting[key])} labels: {', '.join(table.conflicting[key])}"
             label = labels.get(key) if len(relative.parts) == 1 else None
             if label not in competition.classes:
                 return None
@@ -158,7 +162,7 @@ def train_labeller(
 def _index_folder(
     folder: Path,
     split: str,
-    parse: Callable[[Path], tuple[str, int | None] | None],
+    parse: Callable[[Path], tuple[str, int | None] | str | None],
     convert_dir: Path,
     workers: int,
     recursive: bool = False,
@@ -168,8 +172,9 @@ def _index_folder(
     listed = folder.rglob("*") if recursive else folder.iterdir()
     for path in sorted(p for p in listed if p.is_file() and p.name not in _IGNORED_NAMES):
         parsed = parse(path.relative_to(folder))
-        if parsed is None:
-            rejects.append({"path": str(path), "split": split, "reason": "no label or id for this file"})
+        if parsed is None or isinstance(parsed, str):
+            reason = parsed or "no label or id for this file"
+            rejects.append({"path": str(path), "split": split, "reason": reason})
         else:
             named.append((path, parsed))
     seen: set[str] = set()
@@ -241,8 +246,11 @@ def build_index(
 def _report_unmatched_labels(
     competition: Competition, labels_csv: Path, train: pd.DataFrame, rejects: pd.DataFrame
 ) -> None:
-    """Say how many rows of the labels CSV name no usable image (a missing or rejected file)."""
-    labelled = set(read_labels_csv(competition, labels_csv))
+    """Say how many rows of the labels CSV name no usable image (a missing or rejected file), and
+    which ids it labels twice."""
+    table = read_labels_csv(competition, labels_csv)
+    report_label_problems(labels_csv, table)
+    labelled = set(table.labels)
     unmatched = sorted(labelled - set(train["id"].astype(str)))
     if unmatched:
         rejected = len(rejects[rejects["split"] == "train"])

@@ -12,8 +12,10 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from pipeline.acquire.classes import resolve_classes
-from pipeline.acquire.unpack import CompetitionFiles, MissingDataError
+from pipeline.acquire.index import build_index
+from pipeline.acquire.unpack import CompetitionFiles, MissingDataError, unpack_competition
 from pipeline.competitions import get_competition
+from pipeline.demo.generate import generate_competition
 from pipeline.demo.sandbox import score_submission
 from pipeline.fit.metrics import as_columns, from_columns, multiclass_scores, scores
 from pipeline.infer.blend import blend_weights
@@ -159,8 +161,8 @@ def test_classes_are_read_from_the_labels_in_numeric_order(tmp_path: Path) -> No
     assert digits.classes == ()
     files = _files(tmp_path, "id,digit\na,10\nb,2\nc,0\nd,2\n", "id,label")
     assert resolve_classes(digits, files).classes == ("0", "2", "10")
-    with pytest.raises(MissingDataError, match="more than once"):
-        resolve_classes(digits, _files(tmp_path, "id,digit\na,1\na,2\n", "id,label"))
+    twice = _files(tmp_path, "id,digit\na,1\na,2\nb,3\nb,3\nc,4\n", "id,label")  # a: two labels
+    assert resolve_classes(digits, twice).classes == ("3", "4")
     with pytest.raises(MissingDataError, match="two or more"):
         resolve_classes(digits, _files(tmp_path, "id,digit\na,1\nb,1\n", "id,label"))
 
@@ -177,7 +179,7 @@ def test_per_class_columns_must_match_the_training_classes(tmp_path: Path) -> No
         resolve_classes(inferred, _files(tmp_path, "id,shape\na,disc\nb,cross\n", "id,cross,disc,star"))
 
 
-def test_an_empty_class_folder_is_named(tmp_path: Path) -> None:
+def test_an_empty_class_folder_is_named_and_is_no_class(tmp_path: Path, capsys) -> None:
     folders = dataclasses.replace(
         SHAPES, labels="folders", classes=(), labels_csv="", submission_kind="class_name"
     )
@@ -186,8 +188,25 @@ def test_an_empty_class_folder_is_named(tmp_path: Path) -> None:
         for i in range(count):
             (tmp_path / "train" / name / f"{i}.png").write_bytes(b"x")
     files = CompetitionFiles(tmp_path / "train", tmp_path / "test", tmp_path / "sample.csv")
-    with pytest.raises(MissingDataError, match=r"empty class folder.*square"):
-        resolve_classes(folders, files)
+    assert resolve_classes(folders, files).classes == ("cross", "disc")
+    assert "1 empty class folder(s) (square)" in capsys.readouterr().out
+
+
+def test_an_id_with_two_labels_is_set_aside_and_the_rest_indexed(tmp_path: Path, capsys) -> None:
+    served = tmp_path / "served"
+    generate_competition(SHAPES, served, train_per_class=2, test_size=2, broken=False)
+    files = unpack_competition(SHAPES, served, tmp_path / "data")
+    labels = pd.read_csv(files.labels, dtype=str)
+    clash = labels.iloc[0]["id"]
+    doubled = pd.concat([labels, labels.iloc[[0]].assign(shape="cross"), labels.iloc[[1]]])
+    doubled.to_csv(files.labels, index=False)
+    index = build_index(SHAPES, files, tmp_path / "converted", workers=1)
+    assert len(index.train) == 7 and clash not in set(index.train["id"])
+    assert index.rejects["reason"].tolist() == [
+        f"train.csv gives it 2 labels: cross, {labels.iloc[0]['shape']}"
+    ]
+    out = capsys.readouterr().out
+    assert "gives 1 id(s) different labels" in out and "repeats 1 row(s)" in out
 
 
 def test_the_sandbox_scores_many_classes_in_each_format(tmp_path: Path) -> None:
