@@ -1,7 +1,7 @@
 """Optuna search of the transfer-learning recipe: resumable, prunable, shareable between workers.
 
 Every trial trains on the same saved stratified split (fold 0, as `train --holdout`) and is
-scored by validation log loss; accuracy and MCC are stored as trial attributes. Storage is a
+scored by validation log loss; the other scores are stored as trial attributes. Storage is a
 journal file under runs/ by default, or any RDB URL (PostgreSQL, MySQL) shared by workers on
 several machines. A study name continues where it stopped.
 """
@@ -160,8 +160,9 @@ def objective(trial: optuna.Trial, config: Config, competition: Competition, ind
     finally:
         keras.backend.clear_session()
     metrics = result.read_metrics()
-    for key in ("accuracy", "mcc", "roc_auc"):
-        trial.set_user_attr(key, metrics[key])
+    for key, value in metrics.items():  # accuracy, MCC or F1 and kappa, ROC AUC: shown beside the loss
+        if key not in ("log_loss", "seconds"):
+            trial.set_user_attr(key, value)
     loss = metrics["log_loss"]
     if not math.isfinite(loss):
         raise FloatingPointError(f"trial {trial.number} diverged (log loss {loss})")
