@@ -114,7 +114,7 @@ def post_process(
         **common,
         "oof_with_tta": binary_scores(labels, oof),
     }
-    if submission_kind == "probability":
+    if submission_kind in ("probability", "class_probabilities"):  # scored as probabilities: clip
         c, loss = choose_clip(oof, labels)
         scores = {**binary_scores(labels, clip(oof, max(c, EPSILON))), "log_loss": loss}
         return PostProcessing(**common, clip=c, oof_with_tta_and_clip=scores), {"probability": clip(test, c)}

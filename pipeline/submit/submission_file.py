@@ -73,6 +73,10 @@ def build_submission(
     prior_class = int(prior_vector[0] >= 0.5) if len(prior_vector) == 1 else int(prior_vector.argmax())
     table = pd.DataFrame({id_col: ids.to_numpy()})
     if kind == "class_probabilities":
+        if "probability" in by_id.columns:  # two classes: P(positive) and its complement
+            by_id = by_id.assign(p0=1 - by_id["probability"], p1=by_id["probability"])
+        if len(prior_vector) == 1:
+            prior_vector = np.array([1 - prior_vector[0], prior_vector[0]])
         for column in sample.columns.drop(id_col):
             k = competition.classes.index(column)
             values = np.full(len(ids), prior_vector[k])

@@ -243,3 +243,23 @@ def test_report_tables_name_the_worst_classes_and_confusions() -> None:
     p = np.eye(3)[predicted] * 0.8 + 0.2 / 3
     rows = predictions_table(pd.DataFrame({"id": range(30), "label": labels, **as_columns(p)}))
     assert rows["wrong"].sum() == 7 and rows["p_predicted"].max() == pytest.approx(0.8 + 0.2 / 3)
+
+
+def test_two_classes_in_two_probability_columns() -> None:
+    pair = dataclasses.replace(SHAPES, classes=("no", "yes"))
+    sample = pd.DataFrame({"id": ["a", "b"], "yes": 0.5, "no": 0.5})
+    predictions = pd.DataFrame({"id": ["a", "b"], "probability": [0.9, 0.2], "label": [1, 0]})
+    table, _ = build_submission(pair, predictions, sample, 0.5)
+    assert table["yes"].tolist() == [0.9, 0.2] and table["no"].tolist() == pytest.approx([0.1, 0.8])
+    validate_submission(table, sample, pair)
+    labels = np.array([1, 0] * 50)
+    chosen, columns = post_process(
+        "class_probabilities",
+        np.where(labels == 1, 0.8, 0.3),
+        labels,
+        np.array([0.7]),
+        views=[],
+        average="probability",
+        folds=2,
+    )
+    assert chosen.clip is not None and list(columns) == ["probability"]
