@@ -11,7 +11,7 @@ import pandas as pd
 from pipeline.acquire.unpack import CompetitionFiles, MissingDataError
 from pipeline.competitions import Competition
 
-_IGNORED = {".DS_Store", "Thumbs.db", ".unpacked"}
+IGNORED_NAMES = {".unpacked", ".DS_Store", "Thumbs.db"}  # never images, never reported
 
 
 def _ordered(names: set[str]) -> tuple[str, ...]:
@@ -67,13 +67,15 @@ def report_label_problems(path: Path, labels: LabelsTable) -> None:
 def _class_folders(train_dir: Path) -> dict[str, int]:
     """Class folder name -> number of files in it."""
     return {
-        folder.name: sum(1 for f in folder.iterdir() if f.is_file() and f.name not in _IGNORED)
+        folder.name: sum(1 for f in folder.iterdir() if f.is_file() and f.name not in IGNORED_NAMES)
         for folder in sorted(train_dir.iterdir())
         if folder.is_dir() and not folder.name.startswith(".")
     }
 
 
-def _classes_in_data(competition: Competition, files: CompetitionFiles) -> tuple[str, ...]:
+def _classes_in_data(
+    competition: Competition, files: CompetitionFiles, labels: LabelsTable | None
+) -> tuple[str, ...]:
     if competition.labels == "folders":
         counts = _class_folders(files.train_dir)
         empty = [name for name, count in counts.items() if count == 0]
@@ -84,7 +86,8 @@ def _classes_in_data(competition: Competition, files: CompetitionFiles) -> tuple
             )
         return _ordered({name for name, count in counts.items() if count})
     if competition.labels == "csv" and files.labels is not None:
-        return _ordered(set(read_labels_csv(competition, files.labels).labels.values()))
+        labels = labels or read_labels_csv(competition, files.labels)
+        return _ordered(set(labels.labels.values()))
     return competition.classes
 
 
@@ -98,11 +101,14 @@ def _sample_columns(competition: Competition, files: CompetitionFiles) -> list[s
     return [c for c in columns if c != competition.id_column]
 
 
-def resolve_classes(competition: Competition, files: CompetitionFiles) -> Competition:
-    """The competition with its classes: the table's, else those of the training data. Refused in
-    one sentence: a training class the submission has no column for (class_probabilities), a
-    sample submission whose columns match no class, fewer than two classes."""
-    classes = competition.classes or _classes_in_data(competition, files)
+def resolve_classes(
+    competition: Competition, files: CompetitionFiles, labels: LabelsTable | None = None
+) -> Competition:
+    """The competition with its classes: the table's, else those of the training data (`labels`:
+    its labels CSV if read already). Refused in one sentence: a training class the submission has no column
+    for (class_probabilities), a sample submission whose columns match no class, fewer than two
+    classes."""
+    classes = competition.classes or _classes_in_data(competition, files, labels)
     if competition.submission_kind == "class_probabilities":
         columns = _sample_columns(competition, files)
         unknown = [c for c in classes if c not in columns]

@@ -21,7 +21,13 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from pipeline import layout
-from pipeline.acquire.classes import read_labels_csv, report_label_problems, resolve_classes
+from pipeline.acquire.classes import (
+    IGNORED_NAMES,
+    LabelsTable,
+    read_labels_csv,
+    report_label_problems,
+    resolve_classes,
+)
 from pipeline.acquire.unpack import CompetitionFiles, unpack_competition
 from pipeline.atomic import write_atomically, write_text
 from pipeline.competitions import Competition
@@ -33,7 +39,6 @@ TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}  # what tf.io.decode_image reads; oth
 # set aside as a decompression bomb instead of being decoded (a photo of a pet is under 1 MP).
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # checked explicitly below
-_IGNORED_NAMES = {".unpacked", ".DS_Store", "Thumbs.db"}
 
 
 @dataclass(frozen=True)
@@ -127,11 +132,11 @@ def _check_all(paths: list[Path], workers: int, desc: str) -> list[ImageCheck]:
 
 
 def train_labeller(
-    competition: Competition, files: CompetitionFiles
+    competition: Competition, files: CompetitionFiles, table: LabelsTable | None = None
 ) -> Callable[[Path], tuple[str, int] | str | None]:
     """(id, class index) of a training file from its path under the train folder, by the
-    competition's label source: the file name's pattern, the labels CSV, or the class folder; a
-    reason it has none (or None: no label or id)."""
+    competition's label source: the file name's pattern, the labels CSV (`table`: read already),
+    or the class folder; a reason it has none (or None: no label or id)."""
     if competition.labels == "folders":
 
         def from_folder(relative: Path) -> tuple[str, int] | None:
@@ -143,7 +148,7 @@ def train_labeller(
         return from_folder
     if competition.labels == "csv":
         assert files.labels is not None  # unpack_competition finds it or refuses
-        table = read_labels_csv(competition, files.labels)
+        table = table or read_labels_csv(competition, files.labels)
         labels, labels_name = table.labels, files.labels.name
 
         def from_csv(relative: Path) -> tuple[str, int] | str | None:
@@ -170,7 +175,7 @@ def _index_folder(
     rejects: list[dict[str, str]] = []
     named: list[tuple[Path, tuple[str, int | None]]] = []
     listed = folder.rglob("*") if recursive else folder.iterdir()
-    for path in sorted(p for p in listed if p.is_file() and p.name not in _IGNORED_NAMES):
+    for path in sorted(p for p in listed if p.is_file() and p.name not in IGNORED_NAMES):
         parsed = parse(path.relative_to(folder))
         if parsed is None or isinstance(parsed, str):
             reason = parsed or "no label or id for this file"
@@ -205,11 +210,15 @@ def build_index(
     Images in formats TensorFlow cannot decode are converted to PNG in `convert_dir`. Classes the
     table leaves out are read from the data first.
     """
-    competition = resolve_classes(competition, files)
+    table = None
+    if competition.labels == "csv" and files.labels is not None:
+        table = read_labels_csv(competition, files.labels)
+        report_label_problems(files.labels, table)
+    competition = resolve_classes(competition, files, table)
     train, train_rejects = _index_folder(
         files.train_dir,
         "train",
-        train_labeller(competition, files),
+        train_labeller(competition, files, table),
         convert_dir,
         workers,
         recursive=competition.labels == "folders",
@@ -238,18 +247,15 @@ def build_index(
         }
     )
     rejects = pd.DataFrame(train_rejects + test_rejects, columns=["path", "split", "reason"])
-    if competition.labels == "csv" and files.labels is not None:
-        _report_unmatched_labels(competition, files.labels, train_table, rejects)
+    if table is not None:
+        _report_unmatched_labels(table, files.labels, train_table, rejects)
     return ImageIndex(train_table, test_table, rejects, competition.classes)
 
 
 def _report_unmatched_labels(
-    competition: Competition, labels_csv: Path, train: pd.DataFrame, rejects: pd.DataFrame
+    table: LabelsTable, labels_csv: Path, train: pd.DataFrame, rejects: pd.DataFrame
 ) -> None:
-    """Say how many rows of the labels CSV name no usable image (a missing or rejected file), and
-    which ids it labels twice."""
-    table = read_labels_csv(competition, labels_csv)
-    report_label_problems(labels_csv, table)
+    """Say how many ids of the labels CSV name no usable image (a missing or rejected file)."""
     labelled = set(table.labels)
     unmatched = sorted(labelled - set(train["id"].astype(str)))
     if unmatched:

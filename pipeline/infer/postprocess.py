@@ -129,12 +129,9 @@ def post_process_multiclass(
     """Many classes: the temperature that minimises out-of-fold log loss, applied to the test
     predictions; hard labels are the most probable class (a temperature never changes it)."""
     temperature, _ = choose_temperature(oof, labels)
+    averaged = multiclass_scores(labels, oof)
     chosen = PostProcessing(
-        **{
-            "oof_single_view": multiclass_scores(labels, oof),
-            **common,
-            "oof_with_tta": multiclass_scores(labels, oof),
-        },
+        **{"oof_single_view": averaged, **common, "oof_with_tta": averaged},
         temperature=temperature,
         oof_with_tta_and_temperature=multiclass_scores(labels, with_temperature(oof, temperature)),
     )

@@ -123,7 +123,8 @@ def build_report(config: Config, run: Run) -> Path:
     threshold = chosen.threshold if chosen is not None and chosen.threshold is not None else 0.5
     validation = predictions_table(validation, threshold)
     if not competition.classes:  # classes read from data that is not on this machine: numbered
-        count = max(2, len(from_columns(validation.drop(columns=["p_predicted", "p_true"])).T))
+        probabilities = from_columns(validation)
+        count = probabilities.shape[1] if probabilities.ndim == 2 else 2
         competition = competition.with_classes(tuple(str(k) for k in range(count)))
 
     _summary(page, config, run, members, metrics, chosen)

@@ -128,20 +128,8 @@ def one_vs_rest_roc(
 def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, note: str, path: Path) -> Path:
     """Reliability of the top class: accuracy against confidence (P of the predicted class) per
     bin, y = x, and the histogram of confidences."""
-    figure, (curve_axis, hist_axis) = plt.subplots(1, 2, figsize=(8, 3.6))
-    if 0 < correct.sum() < len(correct):  # both right and wrong images: a curve to draw
-        observed, predicted = calibration_curve(
-            correct.astype(int), confidence, n_bins=10, strategy="uniform"
-        )
-        curve_axis.plot(predicted, observed, "o-", label="model")
-    curve_axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
-    curve_axis.set(
-        xlabel="P(predicted class)", ylabel="observed accuracy", title="reliability of the top class"
-    )
-    curve_axis.legend(fontsize=8)
-    hist_axis.hist(confidence, bins=20, range=(0, 1))
-    hist_axis.set(xlabel="P(predicted class)", ylabel="images", title=note)
-    return _save(figure, path)
+    axes = ("P(predicted class)", "observed accuracy", "reliability of the top class")
+    return _reliability(correct.astype(int), confidence, note, path, axes)
 
 
 def roc_and_pr(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
@@ -157,18 +145,29 @@ def roc_and_pr(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Pat
     return _save(figure, path)
 
 
+def _reliability(
+    outcomes: np.ndarray, scores: np.ndarray, note: str, path: Path, axes: tuple[str, str, str]
+) -> Path:
+    """Observed frequency of `outcomes` (0/1) per bin of `scores` against y = x, beside the
+    histogram of `scores`; `axes`: the score's name, the outcome's name, the curve's title."""
+    score_name, outcome_name, title = axes
+    figure, (curve_axis, hist_axis) = plt.subplots(1, 2, figsize=(8, 3.6))
+    if 0 < outcomes.sum() < len(outcomes):  # both outcomes present: a curve to draw
+        observed, predicted = calibration_curve(outcomes, scores, n_bins=10, strategy="uniform")
+        curve_axis.plot(predicted, observed, "o-", label="model")
+    curve_axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    curve_axis.set(xlabel=score_name, ylabel=outcome_name, title=title)
+    curve_axis.legend(fontsize=8)
+    hist_axis.hist(scores, bins=20, range=(0, 1))
+    hist_axis.set(xlabel=score_name, ylabel="images", title=note)
+    return _save(figure, path)
+
+
 def calibration(labels: np.ndarray, probabilities: np.ndarray, clip_note: str, path: Path) -> Path:
     """Reliability diagram (fraction positive per probability bin against y = x) and the histogram
     of predicted probabilities, with what clipping did to the log loss."""
-    figure, (curve_axis, hist_axis) = plt.subplots(1, 2, figsize=(8, 3.6))
-    observed, predicted = calibration_curve(labels, probabilities, n_bins=10, strategy="uniform")
-    curve_axis.plot(predicted, observed, "o-", label="model")
-    curve_axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
-    curve_axis.set(xlabel="predicted P(positive)", ylabel="observed fraction positive", title="reliability")
-    curve_axis.legend(fontsize=8)
-    hist_axis.hist(probabilities, bins=20, range=(0, 1))
-    hist_axis.set(xlabel="predicted P(positive)", ylabel="images", title=clip_note)
-    return _save(figure, path)
+    axes = ("predicted P(positive)", "observed fraction positive", "reliability")
+    return _reliability(np.asarray(labels, dtype=int), probabilities, clip_note, path, axes)
 
 
 def image_grid(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 6) -> Path:
