@@ -402,12 +402,11 @@ def kernel_status(config: Config, wait: bool = False) -> str:
 def kernel_output(config: Config, submit_it: bool = False) -> Path:
     """Fetch the latest kernel version's outputs, record its CV in the ledger, optionally submit
     its submission.csv; return the outputs folder."""
-    import pandas as pd
-
     from pipeline.acquire.index import sample_submission, with_indexed_classes
     from pipeline.kaggle_api import KaggleGateway
     from pipeline.kernel import session
     from pipeline.submit.upload import record_kernel_submission, submit_file
+    from pipeline.tables import read_text_csv
 
     competition = with_indexed_classes(config, get_competition(config.competition))
     gateway = KaggleGateway()
@@ -424,6 +423,6 @@ def kernel_output(config: Config, submit_it: bool = False) -> Path:
     print(f"Kernel submission: {submission}{cv}")
     if submit_it:
         copied = target / competition.sample_submission  # left by the kernel beside its outputs
-        sample = pd.read_csv(copied) if copied.is_file() else sample_submission(config, competition)
+        sample = read_text_csv(copied) if copied.is_file() else sample_submission(config, competition)
         submit_file(config, competition, submission, sample, gateway, run)
     return target

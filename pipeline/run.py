@@ -40,6 +40,7 @@ import pandas as pd
 from pipeline.atomic import write_atomically, write_text
 from pipeline.config import CONFIG_FILE, Config
 from pipeline.locks import is_held
+from pipeline.tables import read_id_csv
 
 CONFIG = CONFIG_FILE  # owned by pipeline.config: every saved configuration has this name
 STATE = "state.json"
@@ -249,7 +250,7 @@ class Run:
 
     def read_validation(self) -> pd.DataFrame:
         """id, label, probability of the validation images (ids as text)."""
-        return pd.read_csv(self.path / VALIDATION, dtype={"id": str})
+        return read_id_csv(self.path / VALIDATION)
 
     def write_metrics(self, metrics: dict[str, float]) -> None:
         """The validation scores; written last, it marks the member finished."""
@@ -273,7 +274,7 @@ class Run:
     def read_oof(self) -> pd.DataFrame | None:
         """id, label, fold, probability of every out-of-fold prediction; None for a holdout run."""
         path = self.path / OOF
-        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+        return read_id_csv(path) if path.is_file() else None
 
     def read_cv_table(self) -> pd.DataFrame | None:
         """Scores per fold and overall ('all'); None for a holdout run."""
@@ -303,12 +304,12 @@ class Run:
     def read_final_oof(self) -> pd.DataFrame | None:
         """What `write_final_oof` saved, or None when predict (or stack, or blend) has not run."""
         path = self.path / FINAL_OOF
-        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+        return read_id_csv(path) if path.is_file() else None
 
     def read_test_predictions(self) -> pd.DataFrame | None:
         """id, probability (and label) of every test image, or None before predict has run."""
         path = self.path / TEST_PREDICTIONS
-        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+        return read_id_csv(path) if path.is_file() else None
 
     def write_test_predictions(self, frame: pd.DataFrame) -> None:
         """id, probability (and hard label) of every test image, post-processed."""

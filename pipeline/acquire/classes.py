@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.acquire.unpack import CompetitionFiles, MissingDataError
 from pipeline.competitions import Competition
+from pipeline.tables import read_text_csv
 
 IGNORED_NAMES = {".unpacked", ".DS_Store", "Thumbs.db"}  # never images, never reported
 
@@ -32,7 +31,7 @@ class LabelsTable:
 
 def read_labels_csv(competition: Competition, path: Path) -> LabelsTable:
     """The labels CSV at `path`; a missing column is an error naming it."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_text_csv(path)
     id_column, label_column = competition.labels_id_column, competition.labels_label_column
     for column in (id_column, label_column):
         if column not in table.columns:
@@ -92,7 +91,7 @@ def _classes_in_data(
 
 
 def _sample_columns(competition: Competition, files: CompetitionFiles) -> list[str]:
-    columns = list(pd.read_csv(files.sample_submission, nrows=0).columns)
+    columns = list(read_text_csv(files.sample_submission, nrows=0).columns)
     if competition.id_column not in columns:
         raise MissingDataError(
             f"{files.sample_submission} has no id column {competition.id_column!r} (its columns: "

@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline.atomic import write_text
 from pipeline.competitions import ANY_NAME
+from pipeline.tables import read_text_csv
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"}
 _PATTERN_NAME = re.compile(r"^([A-Za-z]+)\.[0-9]+\.[A-Za-z0-9]+$")
@@ -86,7 +87,7 @@ def read_csvs(outer: zipfile.ZipFile) -> dict[str, pd.DataFrame]:
     for name in outer.namelist():
         if name.lower().endswith(".csv") and "/" not in name.strip("/"):
             with outer.open(name) as member:
-                tables[name] = pd.read_csv(io.BytesIO(member.read()), dtype=str, keep_default_na=False)
+                tables[name] = read_text_csv(io.BytesIO(member.read()))
     return tables
 
 

@@ -33,6 +33,7 @@ from pipeline.atomic import write_atomically, write_text
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.locks import exclusive
+from pipeline.tables import read_text_csv
 
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}  # what tf.io.decode_image reads; others are converted
 # Pillow's own limit (89,478,485 pixels, about 9,459 x 9,459): an image whose header claims more is
@@ -344,7 +345,7 @@ def with_indexed_classes(config: Config, competition: Competition) -> Competitio
 def sample_submission(config: Config, competition: Competition) -> pd.DataFrame:
     """The competition's sample submission (unpacking it first if needed)."""
     files = unpack_competition(competition, layout.input_dir(config), layout.competition_dir(config))
-    return pd.read_csv(files.sample_submission)
+    return read_text_csv(files.sample_submission)
 
 
 def describe_index(index: ImageIndex, competition: Competition, where: Path) -> str:

@@ -31,6 +31,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_los
 
 from pipeline.competitions import METRICS, Competition, UnknownCompetitionError, get_competition
 from pipeline.demo.kernels import SandboxKernels
+from pipeline.tables import read_text_csv
 
 SANDBOX_USERNAME = "sandbox"
 SANDBOX_KEY = "sandbox-key"  # not a secret: the sandbox accepts only this pair
@@ -127,14 +128,14 @@ def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple
     """
     if not solution_path.is_file():
         raise ValueError("this competition has no solution.csv in the sandbox, so it cannot be scored")
-    solution = pd.read_csv(solution_path)
+    solution = read_text_csv(solution_path)
     try:
-        table = pd.read_csv(io.BytesIO(submission))
+        table = read_text_csv(io.BytesIO(submission))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"could not parse the submission: {error}") from error
     competition = _competition(slug)
     guess = _submitted_values(competition, table, solution.iloc[:, 0])
-    truth = solution.iloc[:, 1].to_numpy()
+    truth = solution.iloc[:, 1].astype(np.int64).to_numpy()
     metric = _metric(slug)
     kind = "probability" if competition is None else competition.submission_kind
     public = np.random.default_rng(0).permutation(len(solution)) < len(solution) // 2

@@ -12,6 +12,7 @@ from pipeline import layout
 from pipeline.acquire.index import ImageIndex
 from pipeline.atomic import write_atomically
 from pipeline.config import Config, ConfigError
+from pipeline.tables import read_id_csv
 
 
 def assign_folds(train: pd.DataFrame, n_splits: int, seed: int) -> pd.DataFrame:
@@ -31,7 +32,7 @@ def load_or_assign_folds(train: pd.DataFrame, n_splits: int, seed: int, path: Pa
     refused, never overwritten: the runs trained on it depend on it."""
     keys = train["id"].astype(str) + "/" + train["label"].astype(str)
     if path.is_file():
-        saved = pd.read_csv(path, dtype={"id": str})
+        saved = read_id_csv(path)
         saved_keys = saved["id"] + "/" + saved["label"].astype(str)
         if set(saved_keys) != set(keys):
             raise layout.SplitMismatchError(

@@ -27,6 +27,7 @@ from pipeline.infer.postprocess import choose_clip, choose_temperature, clip, wi
 from pipeline.report import plots
 from pipeline.report.classes import per_class_table, predictions_table, top_confusions
 from pipeline.run import PostProcessing, Run
+from pipeline.tables import read_id_csv
 
 SECTIONS = {
     "summary": "Summary",
@@ -94,7 +95,7 @@ def _images(config: Config, ids: list[str]) -> dict[str, Path]:
     table = layout.index_dir(config) / "train.csv"
     if not table.is_file():
         return {}
-    index = pd.read_csv(table, dtype={"id": str})
+    index = read_id_csv(table)
     found = index[index["id"].isin(ids)]
     return {row.id: Path(row.path) for row in found.itertuples() if Path(row.path).is_file()}
 
@@ -297,7 +298,7 @@ def _what_errors_share(page: Page, config: Config, validation: pd.DataFrame) -> 
     table = layout.index_dir(config) / "train.csv"
     if not table.is_file():
         return None
-    index = pd.read_csv(table, dtype={"id": str})[["id", "path", "width", "height"]]
+    index = read_id_csv(table)[["id", "path", "width", "height"]]
     evaluated = validation.merge(index, on="id").head(MAX_PROPERTY_IMAGES)
     evaluated = evaluated[[Path(p).is_file() for p in evaluated["path"]]].reset_index(drop=True)
     if evaluated.empty:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.competitions import Competition
+from pipeline.tables import read_text_csv
 
 MAX_FILE_BYTES = 100 * 2**20  # a submission for an image competition is a few MB at most
 NOTE_CHARS = 300  # messages quote at most this much of a bad file
@@ -34,7 +35,7 @@ def read_submission(path: Path) -> pd.DataFrame:
     if b"\0" in head:
         raise SubmissionError("the file is not text (it holds NUL bytes)")
     try:
-        return pd.read_csv(path)
+        return read_text_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise SubmissionError(f"the file is not a CSV table ({str(error)[:NOTE_CHARS]})") from error
 
@@ -68,6 +69,12 @@ def build_submission(
         )
     keys = ids.astype(str)
     missing = [i for i in keys if i not in by_id.index]
+    if unknown and missing:
+        raise SubmissionError(
+            f"{len(missing)} id(s) of the sample submission have no prediction (e.g. {missing[:3]}) while "
+            f"{len(unknown)} predicted id(s) are not in it (e.g. {unknown[:3]}): the test images' ids do "
+            "not match the sample's; check test_pattern and id_column in the competition's table"
+        )
     known = keys.isin(by_id.index).to_numpy()
     prior_vector = np.atleast_1d(np.asarray(train_prior, dtype=np.float64))
     prior_class = int(prior_vector[0] >= 0.5) if len(prior_vector) == 1 else int(prior_vector.argmax())
@@ -127,11 +134,8 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
                     f"{list(competition.classes)[:12]}"
                 )
         return
-    if pd.api.types.is_bool_dtype(table[label_col]):
-        raise SubmissionError(
-            f"{label_col} holds true/false, not numbers: write probabilities or class numbers"
-        )
-    values = pd.to_numeric(table[label_col], errors="coerce")
+    _refuse_booleans(table[[label_col]])
+    values = _numbers(table[label_col])
     if values.isna().any():
         bad = table.loc[values.isna(), id_col].astype(str).tolist()[:5]
         raise SubmissionError(
@@ -144,9 +148,10 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
                 f"{len(outside)} probabilities are outside [0, 1], e.g. {outside.head(3).tolist()}"
             )
     else:
-        if not pd.api.types.is_integer_dtype(table[label_col]):
+        whole = table[label_col].astype(str).str.fullmatch(r"\s*\d+\s*")
+        if not whole.all():
             raise SubmissionError(
-                f"{label_col} must be whole class numbers, got dtype {table[label_col].dtype}"
+                f"{label_col} must be whole class numbers, got {_short(table.loc[~whole, label_col].head(3).tolist())}"
             )
         allowed = set(range(max(len(competition.classes), 2)))
         wrong = sorted(set(values.astype(int)) - allowed)
@@ -157,9 +162,32 @@ def validate_submission(table: pd.DataFrame, sample: pd.DataFrame, competition: 
 SUM_TOLERANCE = 1e-3  # per row, for probabilities written as text with 6+ digits
 
 
+def _numbers(column: pd.Series) -> pd.Series:
+    """The column's cells as numbers; NaN for text that is no number (empty, `True`, `NA`, `nan`)."""
+    if pd.api.types.is_bool_dtype(column):
+        return pd.Series(np.nan, index=column.index)
+    text = column.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    return numbers.where(~text.str.lower().isin({"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}))
+
+
+def _refuse_booleans(values: pd.DataFrame) -> None:
+    """True/False (as Python writes booleans) are no probabilities and no class numbers."""
+    for column in values.columns:
+        cells = values[column]
+        if (
+            pd.api.types.is_bool_dtype(cells)
+            or cells.astype(str).str.strip().str.lower().isin({"true", "false"}).any()
+        ):
+            raise SubmissionError(
+                f"{column} holds true/false, not numbers: write probabilities or class numbers"
+            )
+
+
 def _check_class_probabilities(values: pd.DataFrame, ids: pd.Series) -> None:
     """Every cell a number in [0, 1], every row summing to 1."""
-    numbers = values.apply(pd.to_numeric, errors="coerce")
+    _refuse_booleans(values)
+    numbers = values.apply(_numbers)
     empty = numbers.isna().any(axis=1)
     if empty.any():
         raise SubmissionError(

@@ -20,6 +20,7 @@ LAYERS = [
         "pipeline.locks",
         "pipeline.native_logs",
         "pipeline.registry",
+        "pipeline.tables",
     ),
     ("pipeline.config",),
     ("pipeline.run",),

@@ -1,0 +1,138 @@
+"""Hostile probes, round three: ids kept as text end to end, runs of another competition refused,
+slugs, state archives, disks and blends; each reproduces a defect that once got past."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipeline import flow
+from pipeline.competitions import USER_FILE_ENV, get_competition
+from pipeline.tables import read_text_csv
+from tests.conftest import tiny_config
+
+TINY = {
+    "model__backbone": "small-cnn",
+    "train__folds": 2,
+    "train__head_epochs": 1,
+    "train__fine_epochs": 0,
+    "train__head_learning_rate": 3e-3,
+}
+
+
+def write_folders_competition(
+    root: Path,
+    slug: str,
+    test_ids: list[str],
+    classes: tuple[str, ...] = ("cat", "dog"),
+    kind: str = "probability",
+) -> Path:
+    """A competition of one's own in the class-folders layout, its table in a competitions file;
+    the images' colour is their class. Returns the input root holding <slug>/."""
+    served = root / "served" / slug
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        folder = served / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(8):
+            colour = (255 * (k == 0), 255 * (k == 1), 60 * k + int(rng.integers(0, 20)))
+            Image.new("RGB", (24, 24), colour).save(folder / f"{name}-{i}.png")
+    (served / "test").mkdir()
+    for n, image_id in enumerate(test_ids):
+        k = n % len(classes)
+        Image.new("RGB", (24, 24), (255 * (k == 0), 255 * (k == 1), 60 * k)).save(
+            served / "test" / f"{image_id}.png"
+        )
+    column = "label"
+    sample = {"id": test_ids, column: ["0.5"] * len(test_ids)}
+    pd.DataFrame(sample).to_csv(served / "sample_submission.csv", index=False)
+    listed = ", ".join(f'"{c}"' for c in classes)
+    table = root / "competitions.toml"
+    table.write_text(
+        f'["{slug}"]\ntitle = "Probe"\ntrain_dir = "train"\ntest_dir = "test"\n'
+        f'sample_submission = "sample_submission.csv"\nlabels = "folders"\nclasses = [{listed}]\n'
+        f'submission_kind = "{kind}"\nmetric = "log_loss"\n'
+    )
+    return served.parent
+
+
+def test_numeric_ids_with_leading_zeros_keep_their_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ["0000", "0001", "0002", "0003", "0004", "0005"]
+    served = write_folders_competition(tmp_path, "zeros-probe", ids)
+    monkeypatch.setenv(USER_FILE_ENV, str(tmp_path / "competitions.toml"))
+    config = tiny_config(tmp_path, competition="zeros-probe", paths__input_root=str(served), **TINY)
+
+    flow.train(config, report_after=False)
+    submission = read_text_csv(flow.predict(config))
+
+    assert submission["id"].tolist() == ids  # not 0, 1, ... and not the class prior in every row
+    probabilities = submission["label"].astype(float)
+    assert probabilities.nunique() > 1
+
+
+def test_a_submission_must_name_the_samples_ids_exactly(tmp_path: Path) -> None:
+    from pipeline.submit.submission_file import SubmissionError, read_submission, validate_submission
+
+    competition = get_competition("dogs-vs-cats-redux-kernels-edition")
+    (tmp_path / "sample.csv").write_text("id,label\n0000,0.5\n0001,0.5\n0,0.5\n")
+    sample = read_text_csv(tmp_path / "sample.csv")
+    for ids in (["0", "1", "00"], ["0000", "0001", " 0"], ["0000", "1", "0"]):
+        rows = "".join(f"{i},0.3\n" for i in ids)
+        (tmp_path / "bad.csv").write_text("id,label\n" + rows)
+        with pytest.raises(SubmissionError):
+            validate_submission(read_submission(tmp_path / "bad.csv"), sample, competition)
+    (tmp_path / "good.csv").write_text("id,label\n0,0.3\n0001,0.2\n0000,0.9\n")
+    validate_submission(read_submission(tmp_path / "good.csv"), sample, competition)
+
+
+def test_predictions_whose_ids_match_no_sample_id_are_refused_not_replaced_by_the_prior() -> None:
+    from pipeline.submit.submission_file import SubmissionError, build_submission
+
+    competition = get_competition("dogs-vs-cats-redux-kernels-edition")
+    sample = pd.DataFrame({"id": ["0000", "0001"], "label": ["0.5", "0.5"]})
+    predictions = pd.DataFrame({"id": ["0", "1"], "label": [1, 0], "probability": [0.9, 0.1]})
+    with pytest.raises(SubmissionError):
+        build_submission(competition, predictions, sample, 0.5)
+
+
+def test_class_names_that_pandas_would_read_as_missing_are_kept(tmp_path: Path) -> None:
+    import dataclasses
+
+    from pipeline.submit.submission_file import read_submission, validate_submission
+
+    competition = dataclasses.replace(
+        get_competition("plant-seedlings-classification"), classes=("NA", "None", "null", "")
+    )
+    (tmp_path / "sample.csv").write_text("file,species\na.png,NA\nb.png,NA\nc.png,NA\nd.png,NA\n")
+    (tmp_path / "sub.csv").write_text("file,species\na.png,NA\nb.png,None\nc.png,null\nd.png,\n")
+    sample = read_text_csv(tmp_path / "sample.csv")
+    submission = read_submission(tmp_path / "sub.csv")
+    validate_submission(submission, sample, competition)
+    assert submission["species"].tolist() == ["NA", "None", "null", ""]
+
+
+@pytest.mark.parametrize("kind", ["probability", "class_probabilities"])
+def test_true_and_false_are_no_probabilities(tmp_path: Path, kind: str) -> None:
+    from pipeline.submit.submission_file import SubmissionError, read_submission, validate_submission
+
+    if kind == "probability":
+        competition = get_competition("dogs-vs-cats-redux-kernels-edition")
+        sample_text, bad = "id,label\n1,0.5\n2,0.5\n", "id,label\n1,True\n2,False\n"
+    else:
+        competition = get_competition("shapes-demo")
+        names = ",".join(competition.classes)
+        half = ",".join(["0.25"] * len(competition.classes))
+        sample_text = f"id,{names}\n1,{half}\n"
+        bad = f"id,{names}\n1,True," + ",".join(["False"] * (len(competition.classes) - 1)) + "\n"
+    (tmp_path / "sample.csv").write_text(sample_text)
+    (tmp_path / "bad.csv").write_text(bad)
+    with pytest.raises(SubmissionError):
+        validate_submission(
+            read_submission(tmp_path / "bad.csv"), read_text_csv(tmp_path / "sample.csv"), competition
+        )
