@@ -419,12 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     show_all = "--help-all" in argv
     args = build_parser(show_all).parse_args(["--help" if a == "--help-all" else a for a in argv])
+    from pipeline.acquire.describe import DescribeError
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
     from pipeline.atomic import disk_full_message
     from pipeline.kaggle_api import KaggleError
+    from pipeline.kernel.metadata import KernelMetadataError
     from pipeline.layout import SplitMismatchError
     from pipeline.locks import FolderInUseError
     from pipeline.submit.submission_file import SubmissionError
+    from pipeline.tables import TableError
 
     expected = (
         KaggleError,
@@ -437,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         SubmissionError,
         FolderInUseError,
         SplitMismatchError,
+        DescribeError,
+        KernelMetadataError,
+        TableError,
     )
     try:
         args.handler(args)

@@ -22,6 +22,24 @@ class UnknownCompetitionError(KeyError):
         return str(self.args[0])
 
 
+class BadSlugError(UnknownCompetitionError):
+    """A competition slug that Kaggle would not give (and that could name a path outside data/)."""
+
+
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # Kaggle's own rule: lower-case letters, digits, hyphens
+MAX_SLUG_CHARS = 100
+
+
+def check_slug(slug: str) -> str:
+    """`slug` when Kaggle could have given it, else BadSlugError: slugs name folders and files."""
+    if len(slug) > MAX_SLUG_CHARS or SLUG.fullmatch(slug) is None:
+        raise BadSlugError(
+            f"{slug[:MAX_SLUG_CHARS]!r} is no competition slug: a slug has lower-case letters, digits and "
+            "single hyphens only, as in the competition's address www.kaggle.com/competitions/<slug>."
+        )
+    return slug
+
+
 LABEL_SOURCES = ("pattern", "csv", "folders")
 # probability: P(positive) in label_column (two classes); label: the class index in label_column;
 # class_name: the class's name in label_column; class_probabilities: one column per class, named
@@ -169,6 +187,7 @@ def _build(slug: str, spec_json: str) -> Competition:
 
 def get_competition(slug: str) -> Competition:
     """The description of `slug`, or an error listing the known ones and how to add one."""
+    check_slug(slug)
     tables = _tables()
     if slug not in tables:
         raise UnknownCompetitionError(

@@ -56,9 +56,10 @@ def describe_competition(config: Config, slug: str) -> Path:
 
     from pipeline.acquire.describe import describe_download, write_table
     from pipeline.acquire.download import archive_problem
-    from pipeline.competitions import UnknownCompetitionError, user_file
+    from pipeline.competitions import UnknownCompetitionError, check_slug, user_file
     from pipeline.kaggle_api import KaggleGateway
 
+    check_slug(slug)  # before it names a folder or reaches Kaggle
     try:
         known = get_competition(slug)
     except UnknownCompetitionError:

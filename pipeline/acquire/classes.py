@@ -13,10 +13,12 @@ from pipeline.tables import read_text_csv
 IGNORED_NAMES = {".unpacked", ".DS_Store", "Thumbs.db"}  # never images, never reported
 
 
-def _ordered(names: set[str]) -> tuple[str, ...]:
-    """Class names in a stable order: by number when every name is one (0, 1, 2, ..., 10), else by name."""
-    if names and all(name.isdigit() for name in names):
-        return tuple(sorted(names, key=int))
+def ordered_classes(names: set[str] | list[str]) -> tuple[str, ...]:
+    """Class names in one total order that never depends on the run: by number when every name is a
+    number written in ASCII digits (0, 1, 2, ..., 10; `1` before `01`), else by name."""
+    names = set(names)
+    if names and all(name.isascii() and name.isdigit() for name in names):
+        return tuple(sorted(names, key=lambda name: (int(name), name)))
     return tuple(sorted(names))
 
 
@@ -83,10 +85,10 @@ def _classes_in_data(
                 f"warning: {files.train_dir} has {len(empty)} empty class folder(s) ({', '.join(empty[:5])}): "
                 "no class until they hold training images"
             )
-        return _ordered({name for name, count in counts.items() if count})
+        return ordered_classes({name for name, count in counts.items() if count})
     if competition.labels == "csv" and files.labels is not None:
         labels = labels or read_labels_csv(competition, files.labels)
-        return _ordered(set(labels.labels.values()))
+        return ordered_classes(set(labels.labels.values()))
     return competition.classes
 
 

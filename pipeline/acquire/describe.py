@@ -9,8 +9,8 @@ metric, whether it is a code competition) is guessed and said so, for the user t
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
 import re
 import zipfile
 from collections import Counter, defaultdict
@@ -19,9 +19,10 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from pipeline.acquire.classes import ordered_classes
 from pipeline.atomic import write_text
 from pipeline.competitions import ANY_NAME
-from pipeline.tables import read_text_csv
+from pipeline.tables import TableError, read_text_csv
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"}
 _PATTERN_NAME = re.compile(r"^([A-Za-z]+)\.[0-9]+\.[A-Za-z0-9]+$")
@@ -86,7 +87,7 @@ def read_csvs(outer: zipfile.ZipFile) -> dict[str, pd.DataFrame]:
     tables = {}
     for name in outer.namelist():
         if name.lower().endswith(".csv") and "/" not in name.strip("/"):
-            with outer.open(name) as member:
+            with outer.open(name) as member, contextlib.suppress(TableError):  # empty: describes nothing
                 tables[name] = read_text_csv(io.BytesIO(member.read()))
     return tables
 
@@ -236,7 +237,7 @@ def _training_labels(
                 labels_label_column=label,
                 labels_id_has_extension=by == "name",
             )
-            classes = sorted(frame[label].unique(), key=_natural)
+            classes = list(ordered_classes(frame[label].unique()))
             found.inferred.append(
                 f"training labels: {name}, ids in {column!r} (file {by}s of {len(train.paths):,} images in "
                 f"{train.folder}/), labels in {label!r}: {len(classes)} classes"
@@ -258,28 +259,21 @@ def _training_labels(
     return sorted(labels)
 
 
-def _natural(text: str) -> tuple[int, str]:
-    return (int(text), "") if text.isdigit() else (1 << 62, text)
-
-
-def toml_table(slug: str, table: dict[str, object]) -> str:
-    """One TOML table; strings are written as JSON strings, which TOML reads the same way."""
-
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, list):
-            return "[" + ", ".join(json.dumps(str(x)) for x in v) + "]"
-        return json.dumps(str(v), ensure_ascii=False)
-
-    return f"[{json.dumps(slug)}]\n" + "".join(f"{key} = {value(v)}\n" for key, v in table.items())
-
-
 def write_table(path: Path, slug: str, table: dict[str, object], header: str) -> None:
-    """Add (or replace) the table of `slug` in the user's competitions file, written whole."""
+    """Add (or replace) the table of `slug` in the user's competitions file: written by tomli-w,
+    read back before it replaces the file, so the file every command reads stays readable."""
     import tomllib
 
-    tables = tomllib.loads(path.read_text()) if path.is_file() else {}
+    import tomli_w
+
+    try:
+        tables = tomllib.loads(path.read_text()) if path.is_file() else {}
+    except tomllib.TOMLDecodeError as error:
+        raise DescribeError(
+            f"{path} is not valid TOML ({error}): fix or move it, then describe again."
+        ) from error
     tables[slug] = table
-    body = "\n".join(toml_table(name, values) for name, values in tables.items())
-    write_text(path, header + "\n" + body)
+    text = header + "\n" + tomli_w.dumps(tables)
+    if tomllib.loads(text) != tables:  # what a later command would read must be what was meant
+        raise DescribeError(f"the table of {slug} would not read back the same: {path} is left as it was.")
+    write_text(path, text)

@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_los
 
 from pipeline.competitions import METRICS, Competition, UnknownCompetitionError, get_competition
 from pipeline.demo.kernels import SandboxKernels
-from pipeline.tables import read_text_csv
+from pipeline.tables import TableError, read_text_csv
 
 SANDBOX_USERNAME = "sandbox"
 SANDBOX_KEY = "sandbox-key"  # not a secret: the sandbox accepts only this pair
@@ -131,7 +131,7 @@ def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple
     solution = read_text_csv(solution_path)
     try:
         table = read_text_csv(io.BytesIO(submission))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except TableError as error:
         raise ValueError(f"could not parse the submission: {error}") from error
     competition = _competition(slug)
     guess = _submitted_values(competition, table, solution.iloc[:, 0])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.competitions import Competition
-from pipeline.tables import read_text_csv
+from pipeline.tables import TableError, read_text_csv
 
 MAX_FILE_BYTES = 100 * 2**20  # a submission for an image competition is a few MB at most
 NOTE_CHARS = 300  # messages quote at most this much of a bad file
@@ -36,7 +36,7 @@ def read_submission(path: Path) -> pd.DataFrame:
         raise SubmissionError("the file is not text (it holds NUL bytes)")
     try:
         return read_text_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except TableError as error:
         raise SubmissionError(f"the file is not a CSV table ({str(error)[:NOTE_CHARS]})") from error
 
 

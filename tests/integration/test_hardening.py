@@ -136,3 +136,88 @@ def test_true_and_false_are_no_probabilities(tmp_path: Path, kind: str) -> None:
         validate_submission(
             read_submission(tmp_path / "bad.csv"), read_text_csv(tmp_path / "sample.csv"), competition
         )
+
+
+def test_slugs_follow_kaggles_rule() -> None:
+    from pipeline.competitions import BadSlugError, check_slug
+
+    for slug in (
+        "../esc/evil",
+        "x;touch${IFS}pwned",
+        "Dogs-Vs-Cats",
+        "a--b",
+        "-a",
+        "a-",
+        "a/b",
+        "",
+        "a" * 101,
+    ):
+        with pytest.raises(BadSlugError):
+            check_slug(slug)
+    assert check_slug("dogs-vs-cats-redux-kernels-edition") == "dogs-vs-cats-redux-kernels-edition"
+
+
+@pytest.mark.parametrize("slug", ["../esc/evil", "x;touch${IFS}pwned", "Dogs-Vs-Cats", "a/b"])
+def test_a_slug_kaggle_would_not_give_is_refused_before_any_folder_or_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slug: str
+) -> None:
+    from pipeline.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(USER_FILE_ENV, str(tmp_path / "competitions.toml"))
+    monkeypatch.setenv("PIPELINE_KAGGLE_ENDPOINT", "http://127.0.0.1:9")  # nothing may be asked
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["describe-competition", slug, "--data-root", str(tmp_path / "data")]) == 2
+    assert main(["index", "--competition", slug, "--data-root", str(tmp_path / "data")]) == 2
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_described_table_with_control_characters_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    from pipeline.acquire.describe import describe_download, write_table
+
+    archive = tmp_path / "odd-columns.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("sample_submission.csv", 'i\x7fd,"la""bel\x01"\n1,0.5\n2,0.5\n')
+        for name in ("1.jpg", "2.jpg"):
+            out.writestr(f"test/{name}", b"x")
+        for name in ("cat.1.jpg", "dog.2.jpg"):
+            out.writestr(f"train/{name}", b"x")
+    found = describe_download("odd-columns", archive)
+    mine = tmp_path / "competitions.toml"
+    monkeypatch.setenv(USER_FILE_ENV, str(mine))
+    write_table(mine, "odd-columns", found.table, "# mine\n")
+    described = get_competition("odd-columns")
+    assert (described.id_column, described.label_column) == ("i\x7fd", 'la"bel\x01')
+    assert get_competition("dogs-vs-cats").slug == "dogs-vs-cats"  # every other table still reads
+
+
+def test_class_names_in_unicode_digits_and_equal_numbers_have_one_order() -> None:
+    from pipeline.acquire.classes import ordered_classes
+
+    assert ordered_classes({"1", "\u00b2"}) == ("1", "\u00b2")  # ² is a digit to str.isdigit, not to int()
+    assert ordered_classes({"10", "2", "01", "1"}) == ("01", "1", "2", "10")
+    assert ordered_classes(["1", "01"]) == ordered_classes(["01", "1"])
+
+
+def test_a_download_with_an_empty_or_no_sample_submission_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zipfile
+
+    from pipeline.cli import main
+
+    monkeypatch.setenv(USER_FILE_ENV, str(tmp_path / "competitions.toml"))
+    for slug, sample in (("no-sample", None), ("empty-sample", b"")):
+        folder = tmp_path / "data" / slug
+        folder.mkdir(parents=True)
+        with zipfile.ZipFile(folder / f"{slug}.zip", "w") as out:
+            out.writestr("train/cat.1.jpg", b"x")
+            out.writestr("test/1.jpg", b"x")
+            if sample is not None:
+                out.writestr("sample_submission.csv", sample)
+        assert main(["describe-competition", slug, "--data-root", str(tmp_path / "data")]) == 2
+        assert "Traceback" not in capsys.readouterr().err
