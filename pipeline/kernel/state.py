@@ -12,6 +12,7 @@ are not retrained, a half-finished fold continues from its last saved epoch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -146,21 +147,69 @@ def find_state(input_dir: Path) -> Path | None:
 
 
 def restore_state(found: Path, working: Path) -> dict:
-    """Copy the carried runs/ into `working` (read-only inputs cannot be written to); repair cut
-    journals; return the manifest."""
-    if found.is_file():
-        with zipfile.ZipFile(found) as archive:
-            manifest = json.loads(archive.read(MANIFEST))
-            archive.extractall(working, [n for n in archive.namelist() if n.startswith(f"{RUNS}/")])
-    else:
-        manifest = json.loads((found / MANIFEST).read_text())
-        shutil.copytree(found / RUNS, working / RUNS, dirs_exist_ok=True)
+    """Copy the carried runs/ into `working` (read-only inputs cannot be written to): an archive
+    through the same checked unpacking as downloads (no escaping entry, link or zip bomb), a folder
+    without following any link; repair cut journals; return the manifest. ResumeError, in one
+    sentence, for a damaged state."""
+    from pipeline.acquire.unpack import UnsafeArchiveError, extract
+
+    staging = working / ".partial-state"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if found.is_file():
+            extract(found, staging)
+        else:
+            skipped = _copy_without_links(found, staging)
+            if skipped:
+                print(f"Carried state: {skipped} symbolic link(s) left out (a state holds plain files only).")
+        manifest = _read_manifest(staging / MANIFEST)
+        journals = sorted(staging.rglob("*.journal"))
+        if any(not journal.is_file() for journal in journals):
+            raise ResumeError(
+                f"the carried state {found} has a *.journal that is no file: push without --resume."
+            )
+        if (staging / RUNS).is_dir():
+            shutil.copytree(staging / RUNS, working / RUNS, dirs_exist_ok=True)
+    except (UnsafeArchiveError, zipfile.BadZipFile) as error:
+        raise ResumeError(
+            f"the carried state {found} is refused ({error}); push without --resume."
+        ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     for journal in sorted((working / RUNS).rglob("*.journal")):
         dropped = repair_journal(journal)
         if dropped:
             print(
                 f"Carried journal {journal.name}: {dropped} damaged line(s) dropped; the trials before them are kept."
             )
+    return manifest
+
+
+def _copy_without_links(source: Path, target: Path) -> int:
+    """Copy the plain files and folders under `source` into `target`; links are neither followed nor
+    copied. Returns how many links were left out."""
+    skipped = 0
+    for folder, names, files in os.walk(source):  # os.walk does not descend into linked folders
+        here = Path(folder)
+        into = target / here.relative_to(source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in [*names, *files]:
+            if (here / name).is_symlink():
+                skipped += 1
+            elif name in files:
+                shutil.copyfile(here / name, into / name, follow_symlinks=False)
+    return skipped
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not {"kernel", "version"} <= manifest.keys():
+            raise ValueError("it does not name the kernel and version")
+    except (OSError, ValueError) as error:
+        raise ResumeError(
+            f"the carried state's {MANIFEST} is missing or damaged ({error}): push without --resume."
+        ) from error
     return manifest
 
 

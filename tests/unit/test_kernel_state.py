@@ -120,3 +120,50 @@ def test_a_budget_shorter_than_one_fold_of_the_last_version_is_refused(tmp_path:
     check_budget(config(**{"train.time_budget": 600.0}), tmp_path, "me/k version 1")
     with pytest.raises(ResumeError, match=r"less than one fold of me/k version 1 took \(300 s\)"):
         check_budget(config(**{"train.time_budget": 200.0}), tmp_path, "me/k version 1")
+
+
+def test_a_state_archive_that_inflates_past_its_limits_is_refused_before_it_is_written(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "input" / "k-state" / ARCHIVE
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("pipeline-state.json", json.dumps({"kernel": "me/k", "version": 1}))
+        out.writestr("runs/demo/huge.bin", b"\0" * (300 * 2**20))
+    assert archive.stat().st_size < 400_000
+    with pytest.raises(ResumeError):
+        restore_state(find_state(tmp_path / "input"), tmp_path / "working")
+    assert not any(p.is_file() for p in (tmp_path / "working").rglob("*"))
+
+
+def test_a_state_folder_is_copied_without_following_its_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not yours")
+    carried = tmp_path / "input" / "k-state" / "pipeline-state"
+    (carried / "runs" / "demo").mkdir(parents=True)
+    (carried / "pipeline-state.json").write_text(json.dumps({"kernel": "me/k", "version": 1}))
+    (carried / "runs" / "demo" / "metrics.json").write_text("{}")
+    (carried / "runs" / "demo" / "hostname").symlink_to("/etc/hostname")
+    (carried / "runs" / "demo" / "elsewhere").symlink_to(outside, target_is_directory=True)
+    working = tmp_path / "working"
+    restore_state(find_state(tmp_path / "input"), working)
+    copied = sorted(p.relative_to(working).as_posix() for p in working.rglob("*"))
+    assert copied == ["runs", "runs/demo", "runs/demo/metrics.json"]
+
+
+@pytest.mark.parametrize("damage", ["no manifest", "bad json", "journal folder", "not a zip"])
+def test_a_damaged_state_is_one_resume_error(tmp_path: Path, damage: str) -> None:
+    carried = tmp_path / "input" / "k-state" / "pipeline-state"
+    (carried / "runs").mkdir(parents=True)
+    if damage != "no manifest":
+        text = "{not json" if damage == "bad json" else json.dumps({"kernel": "me/k", "version": 1})
+        (carried / "pipeline-state.json").write_text(text)
+    if damage == "journal folder":
+        (carried / "runs" / "recipe.journal").mkdir()
+    found: Path = carried
+    if damage == "not a zip":
+        found = tmp_path / ARCHIVE
+        found.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ResumeError):
+        restore_state(found, tmp_path / "working")
