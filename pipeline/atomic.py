@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,15 +42,41 @@ class DiskFullError(OSError):
         return self.strerror
 
 
-def disk_full_message(error: OSError) -> str | None:
-    """One sentence for an error caused by a full disk (ours, the OS's or h5py's), else None."""
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # numpy's tofile/save on a full disk
+_ROOTS = "--data-root / --runs-root / --submissions-root"
+
+
+def disk_error_message(error: OSError) -> str | None:
+    """One sentence for an error of the disk itself: full (ours, the OS's, h5py's, a short write),
+    read-only, or not ours to write; None for any other OSError."""
     if isinstance(error, DiskFullError):
         return str(error)
     text = str(error)
-    if error.errno != errno.ENOSPC and "No space left on device" not in text and "errno = 28" not in text:
-        return None
-    where = f" while writing {error.filename}" if error.filename else ""
-    return (
-        f"the disk filled up{where}: free some space there (or point --runs-root / --data-root to a "
-        "larger disk) and run the same command again; it continues where it stopped"
-    )
+    where = f" {error.filename}" if error.filename else ""
+    if (
+        error.errno == errno.ENOSPC
+        or "No space left on device" in text
+        or "errno = 28" in text
+        or _SHORT_WRITE.search(text)
+    ):
+        return (
+            f"the disk filled up{' while writing' + where if where else ''}: free some space there (or "
+            f"point {_ROOTS} to a larger disk) and run the same command again; it continues where it stopped"
+        )
+    if error.errno == errno.EROFS:
+        return f"{where.strip() or 'a folder it writes'} is on a read-only disk: point {_ROOTS} to a writable folder"
+    if error.errno in (errno.EACCES, errno.EPERM) and error.filename:
+        return f"no permission to write {where.strip()}: point {_ROOTS} to a folder of yours, or fix its permissions"
+    return None
+
+
+def require_writable(*folders: Path) -> None:
+    """Refuse, before any work, folders that cannot be written: a file is created and removed in
+    each (or in its nearest existing parent, so no folder is made for a command that fails)."""
+    for folder in folders:
+        existing = next(p for p in [folder, *folder.parents] if p.exists() or p == p.parent)
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(folder)) from error

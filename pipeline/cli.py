@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(show_all).parse_args(["--help" if a == "--help-all" else a for a in argv])
     from pipeline.acquire.describe import DescribeError
     from pipeline.acquire.unpack import MissingDataError, UnsafeArchiveError
-    from pipeline.atomic import disk_full_message
+    from pipeline.atomic import disk_error_message
     from pipeline.kaggle_api import KaggleError
     from pipeline.kernel.metadata import KernelMetadataError
     from pipeline.layout import SplitMismatchError
@@ -449,8 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     except expected as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # a full disk anywhere: one sentence; the same command continues
-        if (sentence := disk_full_message(error)) is None:
+    except OSError as error:  # a full, read-only or foreign disk anywhere: one sentence
+        if (sentence := disk_error_message(error)) is None:
             raise
         print(f"error: {sentence}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import layout
+from pipeline.atomic import require_writable
 from pipeline.competitions import get_competition
 from pipeline.config import Config
 from pipeline.locks import exclusive
@@ -38,6 +39,7 @@ def download(config: Config, force: bool = False) -> ImageIndex:
 
     competition = get_competition(config.competition)
     source, target = layout.input_dir(config), layout.competition_dir(config)
+    require_writable(target)
     if source != target and source.is_dir():
         print(f"Competition files are attached at {source}; nothing to download.")
         archive_is_new = False
@@ -96,6 +98,7 @@ def index(config: Config, rebuild: bool = False) -> ImageIndex:
     from pipeline.acquire.index import describe_index, prepare_index
 
     competition = get_competition(config.competition)
+    require_writable(layout.competition_dir(config))
     found = prepare_index(config, competition, rebuild=rebuild)
     competition = found.resolve(competition)
     print(describe_index(found, competition, layout.index_dir(config)))
@@ -134,6 +137,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
+    require_writable(layout.competition_dir(config), layout.competition_runs(config))
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     competition = found.resolve(competition)
@@ -207,6 +211,7 @@ def resolve_auto_rates(config: Config) -> Config:
 def report(config: Config, run: Run | None = None) -> Path:
     """Write the run's report.html (`predict.run`, else the newest finished run); return its path."""
     run = run or layout.require_run(config)
+    require_writable(run.path)
     load_tensorflow()
     from pipeline.report.build import build_report
 
@@ -223,6 +228,7 @@ def predict(config: Config) -> Path:
 
     competition = get_competition(config.competition)
     run = layout.require_run(config)  # both checked before TensorFlow loads
+    require_writable(layout.competition_dir(config), run.path, layout.submissions_dir(config))
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
@@ -244,6 +250,7 @@ def submit(config: Config, file: Path | None = None, force: bool = False) -> int
     from pipeline.submit.upload import latest_submission_or_explain, submit_file
 
     competition = with_indexed_classes(config, get_competition(config.competition))
+    require_writable(layout.submissions_dir(config))  # the ledger
     chosen = file or latest_submission_or_explain(config)
     sample = sample_submission(config, competition)
     return submit_file(config, competition, chosen, sample, KaggleGateway(), force=force)
@@ -273,6 +280,9 @@ def stack(config: Config) -> Path:
 
     competition = get_competition(config.competition)
     check_stack(config)
+    require_writable(
+        layout.competition_dir(config), layout.competition_runs(config), layout.submissions_dir(config)
+    )
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     check_split(config, found, False, competition.classes)
@@ -300,6 +310,7 @@ def blend(config: Config, runs: list[str]) -> Path:
     from pipeline.submit.upload import write_run_submission
 
     competition = get_competition(config.competition)
+    require_writable(layout.competition_runs(config), layout.submissions_dir(config))
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     result = blend_runs(config, competition, find_runs(config, runs))
@@ -316,6 +327,7 @@ def tune(config: Config, worker_index: int | None = None) -> None:
     from pipeline.fit.splits import check_split
 
     competition = get_competition(config.competition)
+    require_writable(layout.competition_dir(config), layout.competition_runs(config))
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)
     competition = found.resolve(competition)

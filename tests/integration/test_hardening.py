@@ -221,3 +221,42 @@ def test_a_download_with_an_empty_or_no_sample_submission_is_one_sentence(
                 out.writestr("sample_submission.csv", sample)
         assert main(["describe-competition", slug, "--data-root", str(tmp_path / "data")]) == 2
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_disk_errors_are_one_sentence_each() -> None:
+    import errno
+
+    from pipeline.atomic import disk_error_message
+
+    full = disk_error_message(OSError("10240 requested and 7136 written"))  # numpy's tofile on a full disk
+    assert full is not None and "same command" in full
+    assert disk_error_message(OSError(errno.EROFS, "Read-only file system", "/mnt/runs")) is not None
+    assert disk_error_message(OSError(errno.EACCES, "Permission denied", "/root/x")) is not None
+    assert disk_error_message(OSError(errno.ECONNRESET, "reset")) is None  # not the disk's: not hidden
+
+
+def test_a_read_only_runs_root_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import tempfile
+
+    from pipeline import atomic
+    from pipeline.cli import main
+
+    runs = tmp_path / "runs"
+    real = tempfile.TemporaryFile
+
+    def read_only(*args: object, dir: str | None = None, **kwargs: object):
+        if dir is not None and Path(dir).is_relative_to(runs):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    runs.mkdir()
+    monkeypatch.setattr(atomic.tempfile, "TemporaryFile", read_only)
+    flags = ["--data-root", str(tmp_path / "data"), "--runs-root", str(runs)]
+    for command in (["train", *flags], ["tune", *flags], ["stack", *flags]):
+        assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and str(runs) in error
+    assert not (tmp_path / "data").exists()  # nothing was unpacked or indexed first

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex
-from pipeline.atomic import DiskFullError, disk_full_message
+from pipeline.atomic import DiskFullError, disk_error_message
 from pipeline.competitions import Competition
 from pipeline.fit import checkpoints
 from pipeline.fit.checkpoints import PREVIOUS, WEIGHTS
@@ -200,7 +200,7 @@ def test_no_checkpoint_is_written_onto_a_disk_without_room_and_the_same_command_
     monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: real(path)._replace(free=200_000))
     with pytest.raises(DiskFullError) as raised:
         train_holdout(config, demo, demo_index)
-    assert "MB free" in disk_full_message(raised.value) and "same command" in str(raised.value)
+    assert "MB free" in disk_error_message(raised.value) and "same command" in str(raised.value)
     assert not list(tmp_path.glob("runs/**/*.h5"))  # nothing half-written
     monkeypatch.setattr(checkpoints.shutil, "disk_usage", real)  # space freed
     assert train_holdout(config, demo, demo_index).is_finished
