@@ -142,7 +142,9 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     competition = found.resolve(competition)
     check_split(config, found, holdout, competition.classes)
-    pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
+    pseudo_labels(
+        config, found.test, competition.num_classes
+    )  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
     from pipeline.fit.cross_validation import train_kfold
@@ -286,7 +288,9 @@ def stack(config: Config) -> Path:
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     check_split(config, found, False, competition.classes)
-    pseudo_labels(config, found.test)  # a run to take labels from that is missing: refused now
+    pseudo_labels(
+        config, found.test, competition.num_classes
+    )  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train) + len(found.test), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.infer.stack import check_weights, fit_stack, stack_run_dir

@@ -33,7 +33,7 @@ def train_kfold(
     """
     k = config.train.folds
     folds = kfold_assignment(config, index)
-    pseudo = pseudo_labels(config, index.test)
+    pseudo = pseudo_labels(config, index.test, competition.num_classes)
     if len(pseudo):
         print(describe(pseudo, len(index.test), config.train.pseudo_label))
     run = Run(layout.kfold_run_dir(config))

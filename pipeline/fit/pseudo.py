@@ -13,10 +13,11 @@ from pipeline.fit.metrics import from_columns, hard_labels
 from pipeline.run import Run
 
 
-def pseudo_labels(config: Config, test: pd.DataFrame) -> pd.DataFrame:
+def pseudo_labels(config: Config, test: pd.DataFrame, num_classes: int) -> pd.DataFrame:
     """(id, path, label, width, height, weight) of the test images of `test` that the run `train.pseudo_label`
     predicted with a confidence of `train.pseudo_threshold` or more; empty when it is off.
-    A run that does not exist or has no test predictions is refused in one sentence."""
+    Refused in one sentence: a run that does not exist or has no test predictions, and a run of
+    another competition, class count or test set."""
     name = config.train.pseudo_label
     if not name:
         return pd.DataFrame(columns=["id", "path", "label", "width", "height", "weight"])
@@ -27,6 +28,7 @@ def pseudo_labels(config: Config, test: pd.DataFrame) -> pd.DataFrame:
             f"train.pseudo_label = {name!r}: {run.path} has no test predictions to take labels from: "
             f"run `predict --run {name}` (or `stack`) first"
         )
+    _check_source(config, run, predictions, test, num_classes)
     by_id = predictions.set_index(predictions["id"].astype(str))
     known = test[test["id"].astype(str).isin(by_id.index)]
     p = from_columns(by_id.loc[known["id"].astype(str)])
@@ -43,6 +45,32 @@ def pseudo_labels(config: Config, test: pd.DataFrame) -> pd.DataFrame:
             "weight": config.train.pseudo_weight,
         }
     )
+
+
+def _check_source(
+    config: Config, run: Run, predictions: pd.DataFrame, test: pd.DataFrame, num_classes: int
+) -> None:
+    """Labels only from a run of this competition, its classes and its test images."""
+    name = config.train.pseudo_label
+    saved = run.read_config().get("competition") if run.config_path.is_file() else None
+    if saved is not None and saved != config.competition:
+        raise ConfigError(
+            f"train.pseudo_label = {name!r} is a run of {saved}, not of {config.competition}: take "
+            "pseudo-labels from a run of this competition"
+        )
+    columns = from_columns(predictions.head(1))
+    classes = 2 if columns.ndim == 1 else columns.shape[1]
+    if classes != num_classes:
+        raise ConfigError(
+            f"train.pseudo_label = {name!r} predicts {classes} classes, {config.competition} has "
+            f"{num_classes}: take pseudo-labels from a run of this competition"
+        )
+    theirs, ours = set(predictions["id"].astype(str)), set(test["id"].astype(str))
+    if theirs != ours:
+        raise ConfigError(
+            f"train.pseudo_label = {name!r} predicted {len(theirs):,} test ids, {len(theirs & ours):,} of "
+            f"them among this competition's {len(ours):,}: predict again with that run (`predict --run {name}`)"
+        )
 
 
 def describe(pseudo: pd.DataFrame, total: int, name: str) -> str:

@@ -90,6 +90,8 @@ def train_refits(
             data=dataclasses.replace(config.data, seed=config.data.seed + 1 + k),
             train=dataclasses.replace(config.train, head_epochs=epochs["head"], fine_epochs=epochs["fine"]),
         )
-        everything = with_pseudo_labels(index.train, pseudo_labels(config, index.test))
+        everything = with_pseudo_labels(
+            index.train, pseudo_labels(config, index.test, competition.num_classes)
+        )
         refits.append(train_run(refit, competition, everything, None, run.refit(k), callbacks))
     return refits

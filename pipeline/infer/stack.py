@@ -167,7 +167,7 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
     train_x, test_x = features[: len(index.train)], features[len(index.train) :]
     labels = index.train["label"].to_numpy()
     folds = kfold_assignment(config, index).to_numpy()
-    pseudo = pseudo_labels(config, index.test)
+    pseudo = pseudo_labels(config, index.test, competition.num_classes)
     if len(pseudo):
         print(describe(pseudo, len(index.test), config.train.pseudo_label))
     test_position = {str(i): n for n, i in enumerate(index.test["id"].astype(str))}

@@ -101,13 +101,34 @@ def test_pseudo_labels_are_the_confident_test_images_of_a_predicted_run(tmp_path
         overrides={**values, "train.pseudo_threshold": 0.9, "train.pseudo_weight": 0.5}, environ={}
     )
     with pytest.raises(ConfigError, match="predict --run teacher"):
-        pseudo_labels(config, test)
+        pseudo_labels(config, test, 2)
     Run(tmp_path / "runs" / SLUG / "teacher").write_test_predictions(
         pd.DataFrame({"id": ["1", "2", "3", "4"], "probability": [0.97, 0.5, 0.02, 0.89]})
     )
-    chosen = pseudo_labels(config, test)
+    chosen = pseudo_labels(config, test, 2)
     assert chosen["id"].tolist() == ["test:1", "test:3"] and chosen["label"].tolist() == [1, 0]
     assert chosen["weight"].tolist() == [0.5, 0.5]
     train = pd.DataFrame({"id": ["cat.1"], "path": ["x"], "label": [0], "width": [9], "height": [9]})
     assert with_pseudo_labels(train, chosen)["id"].tolist() == ["cat.1", "test:1", "test:3"]
     assert layout.run_name(config).endswith("-pseudo")  # never the run trained without them
+
+
+def test_pseudo_labels_of_another_competition_class_set_or_test_set_are_refused(tmp_path: Path) -> None:
+    from pipeline.config import ConfigError
+    from pipeline.fit.pseudo import pseudo_labels
+
+    test = pd.DataFrame({"id": ["1", "2"], "path": ["a", "b"], "width": [9] * 2, "height": [9] * 2})
+    values = {"competition": SLUG, "paths.runs_root": str(tmp_path / "runs"), "train.pseudo_label": "teacher"}
+    config = load_config(overrides=values, environ={})
+    teacher = Run(tmp_path / "runs" / SLUG / "teacher")
+    four = pd.DataFrame({"id": ["1", "2"], "p0": [1.0, 0], "p1": [0, 1.0], "p2": [0.0, 0], "p3": [0.0, 0]})
+    teacher.write_test_predictions(four)  # a 4-class run's predictions copied over
+    with pytest.raises(ConfigError, match="4 classes"):
+        pseudo_labels(config, test, 2)
+    teacher.write_test_predictions(pd.DataFrame({"id": ["1", "3"], "probability": [0.99, 0.01]}))
+    with pytest.raises(ConfigError, match="test ids"):
+        pseudo_labels(config, test, 2)
+    teacher.write_test_predictions(pd.DataFrame({"id": ["1", "2"], "probability": [0.99, 0.01]}))
+    load_config(overrides={"competition": "shapes-demo"}, environ={}).save(teacher.path)
+    with pytest.raises(ConfigError, match="shapes-demo"):
+        pseudo_labels(config, test, 2)
