@@ -210,10 +210,36 @@ def resolve_auto_rates(config: Config) -> Config:
     )
 
 
+RUN_INPUTS = ("model.backbone", "data.image_size", "data.resize_mode")  # fixed when a run is trained
+
+
+def with_run_inputs(config: Config, run: Run) -> Config:
+    """`config` with the backbone, image size and resizing `run` was trained with (a run predicts
+    only the inputs its models take), saying so when they differ from the configured ones."""
+    from pipeline.config import apply_settings, settings_by_key
+
+    saved = run.trained_config()
+    if saved is None:
+        return config
+    known = settings_by_key()
+    values = {}
+    for key in RUN_INPUTS:
+        section, name = key.split(".")
+        if name in saved.get(section, {}):
+            values[key] = known[key].kind(saved[section][name])
+    current = {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in values}
+    if values == current:
+        return config
+    shown = ", ".join(f"{key.split('.')[1]} {value}" for key, value in values.items())
+    print(f"Run {run.name} was trained with {shown}: using them.")
+    return apply_settings(config, values, f"run {run.name}")
+
+
 def report(config: Config, run: Run | None = None) -> Path:
     """Write the run's report.html (`predict.run`, else the newest finished run); return its path."""
     run = run or layout.require_run(config)
     require_writable(run.path)
+    config = with_run_inputs(config, run)
     load_tensorflow()
     from pipeline.report.build import build_report
 
@@ -231,6 +257,7 @@ def predict(config: Config) -> Path:
     competition = get_competition(config.competition)
     run = layout.require_run(config)  # both checked before TensorFlow loads
     require_writable(layout.competition_dir(config), run.path, layout.submissions_dir(config))
+    config = with_run_inputs(config, run)
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     config = plan_cache(config, len(found.test), layout.image_cache_dir(config))

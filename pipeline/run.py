@@ -191,6 +191,14 @@ class Run:
         """The saved configuration, as nested dictionaries."""
         return json.loads((self.path / CONFIG).read_text())
 
+    def trained_config(self) -> dict[str, Any] | None:
+        """The configuration the run's models were trained with: its own, else its first member's;
+        None for a run that saved none."""
+        for run in (self, *self.members(), *self.refit_members()):
+            if (run.path / CONFIG).is_file():
+                return run.read_config()
+        return None
+
     @property
     def config_path(self) -> Path:
         """config.json, for messages and `--config`."""

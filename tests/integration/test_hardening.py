@@ -75,6 +75,19 @@ def test_numeric_ids_with_leading_zeros_keep_their_predictions(
     probabilities = submission["label"].astype(float)
     assert probabilities.nunique() > 1
 
+    # `predict --run NAME` at another configured size: the run's own size (32 px) decides its inputs
+    other = tiny_config(
+        tmp_path,
+        competition="zeros-probe",
+        paths__input_root=str(served),
+        data__image_size=48,
+        predict__run="small-cnn-32px",
+    )
+    for cache in (tmp_path / "runs").rglob("tta-*.npz"):
+        cache.unlink()  # predicted again, not read back
+    again = read_text_csv(flow.predict(other))
+    assert np.allclose(again["label"].astype(float), probabilities)
+
 
 def test_a_submission_must_name_the_samples_ids_exactly(tmp_path: Path) -> None:
     from pipeline.submit.submission_file import SubmissionError, read_submission, validate_submission
