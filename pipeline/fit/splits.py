@@ -57,13 +57,24 @@ def check_split(config: Config, index: ImageIndex, holdout: bool, classes: tuple
     """Refuse, before any work, a split with more folds than the smallest class has images."""
     k = holdout_folds(config) if holdout else config.train.folds
     counts = index.train["label"].value_counts()
-    if len(counts) and counts.min() < k:
-        setting = "train.validation_fraction" if holdout else "train.folds"
+    if not len(counts) or counts.min() >= k:
+        return
+    fewest, smallest = int(counts.min()), counts.idxmin()
+    name = classes[smallest] if len(classes) > smallest else smallest
+    if fewest < 2:  # no split can put it on both sides
         raise ConfigError(
-            f"{setting} asks for {k} folds, but class "
-            f"{classes[counts.idxmin()] if len(classes) > counts.idxmin() else counts.idxmin()} has only {counts.min()} training "
-            f"image(s): use at most {counts.min()} folds"
+            f"class {name} has {fewest} training image: every class needs 2 or more (one to train on, "
+            "one to validate); add images of it, or leave it out of the training data"
         )
+    remedy = (
+        f"set train.validation_fraction to {1 / fewest:.2f} or more"
+        if holdout
+        else f"use --folds {fewest} or fewer"
+    )
+    setting = "train.validation_fraction" if holdout else "train.folds"
+    raise ConfigError(
+        f"{setting} asks for {k} folds, but class {name} has only {fewest} training images: {remedy}"
+    )
 
 
 def kfold_assignment(config: Config, index: ImageIndex) -> pd.Series:

@@ -28,7 +28,7 @@ from pipeline import layout
 from pipeline.acquire.index import ImageIndex
 from pipeline.atomic import write_atomically
 from pipeline.competitions import Competition
-from pipeline.config import Config, stack_backbones, stack_sizes
+from pipeline.config import Config, ConfigError, stack_backbones, stack_sizes
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.fit.metrics import as_columns, scores
 from pipeline.fit.pseudo import describe, pseudo_labels
@@ -105,11 +105,13 @@ def block_features(config: Config, block: Block, images: pd.DataFrame) -> np.nda
     if path.is_file():
         try:
             saved = np.load(path)
-            if saved.shape[0] == len(images):
+            if saved.shape[0] == len(images) and np.isfinite(saved).all() and saved.any():
                 return saved
         except (OSError, ValueError):
             pass
-        print(f"warning: discarding the damaged feature cache {path}; computing it again")
+        print(
+            f"warning: discarding the damaged feature cache {path} (cut, NaN or all zeros); computing it again"
+        )
     start = time.perf_counter()
     settings = block_config(config, block)
     network = extractor(settings)
@@ -119,6 +121,11 @@ def block_features(config: Config, block: Block, images: pd.DataFrame) -> np.nda
         [np.asarray(network.predict(dataset.map(VIEWS[v]), verbose=0), np.float32) for v in views], axis=0
     )
     keras.backend.clear_session()
+    if not np.isfinite(values).all():
+        raise ConfigError(
+            f"the features of {block.name} hold NaN or infinite values: its weights "
+            f"({block_weights(config, block.backbone) or 'none'}) look damaged; download them again"
+        )
     write_atomically(path, lambda p: np.save(p, values))
     print(
         f"features {block.name}: {values.shape[1]} per image x {len(views)} view(s), "

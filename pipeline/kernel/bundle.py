@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -55,15 +57,24 @@ def render_script(config: Config) -> str:
 
 
 def build_bundle(config: Config, username: str, out_dir: Path) -> Path:
-    """Write the script and kernel-metadata.json into `out_dir`, validated; return the folder."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the script and kernel-metadata.json into `out_dir`, validated first in a folder beside
+    it: a refused bundle leaves the previous one as it was; return the folder."""
     script = render_script(config)
     if len(script.encode()) > MAX_SCRIPT_BYTES:
         raise ValueError(
             f"the kernel script is {len(script.encode()):,} bytes, over Kaggle's {MAX_SCRIPT_BYTES:,}"
         )
-    (out_dir / CODE_FILE).write_text(script)
-    metadata = build_metadata(config, username)
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    validate_metadata(metadata, out_dir)
+    partial = out_dir.with_name(f".partial-{out_dir.name}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        (partial / CODE_FILE).write_text(script)
+        metadata = build_metadata(config, username)
+        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        validate_metadata(metadata, partial, shown_as=out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in (CODE_FILE, METADATA_FILE):
+            os.replace(partial / name, out_dir / name)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return out_dir

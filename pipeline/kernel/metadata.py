@@ -82,11 +82,12 @@ def weights_route(config: Config) -> str:
     )
 
 
-def validate_metadata(metadata: dict[str, Any], folder: Path) -> None:
-    """Raise KernelMetadataError unless Kaggle would accept `metadata` with the files in `folder`."""
+def validate_metadata(metadata: dict[str, Any], folder: Path, shown_as: Path | None = None) -> None:
+    """Raise KernelMetadataError unless Kaggle would accept `metadata` with the files in `folder`
+    (named `shown_as` in the message: the folder it is meant for, when checked before it moves there)."""
 
     def wrong(field: str, problem: str) -> KernelMetadataError:
-        return KernelMetadataError(f"{folder / METADATA_FILE}: {field} {problem}")
+        return KernelMetadataError(f"{(shown_as or folder) / METADATA_FILE}: {field} {problem}")
 
     kernel_id = str(metadata.get("id", ""))
     if not _SLUG.match(kernel_id):

@@ -55,6 +55,17 @@ def test_stack_writes_oof_and_a_valid_submission_and_reuses_its_features(
     again = flow.stack(config)
     pd.testing.assert_frame_equal(pd.read_csv(again), pd.read_csv(submission))  # same features, same folds
 
+    monkeypatch.undo()  # a cache with a NaN, and one of zeros, are computed again, not trusted
+    first, second = sorted(layout.features_dir(config).glob("*.npy"))
+    with_nan = np.load(first)
+    with_nan[0, 0] = np.nan
+    np.save(first, with_nan)
+    np.save(second, np.zeros_like(np.load(second)))
+    flow.stack(config)
+    for path in (first, second):
+        values = np.load(path)
+        assert np.isfinite(values).all() and values.any()
+
 
 def test_a_missing_weights_file_is_refused_before_any_feature_is_computed(
     tmp_path: Path, demo_archive_dir: Path

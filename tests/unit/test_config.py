@@ -197,8 +197,14 @@ def test_more_folds_than_the_smallest_class_has_images_is_refused_before_trainin
     index = ImageIndex(train, pd.DataFrame(), pd.DataFrame())
     config = load_config(overrides={"train.folds": 3}, environ={})
     check_split(config, index, holdout=False)  # 3 folds: each class has 3 images at least
-    with pytest.raises(ConfigError, match=r"train\.folds.*at most 3"):
+    with pytest.raises(ConfigError, match=r"train\.folds.*--folds 3 or fewer"):
         check_split(load_config(overrides={"train.folds": 4}, environ={}), index, holdout=False)
+    alone = ImageIndex(
+        pd.DataFrame({"id": ["1", "2", "3"], "label": [0, 0, 1]}), pd.DataFrame(), pd.DataFrame()
+    )
+    with pytest.raises(ConfigError) as refused:  # no number of folds helps: not advised
+        check_split(load_config(overrides={"train.folds": 2}, environ={}), alone, holdout=False)
+    assert "folds" not in str(refused.value)
     with pytest.raises(ConfigError, match=r"train\.validation_fraction"):
         check_split(
             load_config(overrides={"train.validation_fraction": 0.2}, environ={}), index, holdout=True

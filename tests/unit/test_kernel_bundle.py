@@ -128,3 +128,26 @@ def test_internet_is_on_by_default_except_in_code_competitions_and_the_weights_r
     assert "attach one with --weights-dataset" in weights_route(default)
     attached = config(**{"model.backbone": "mobilenet-0.25", "kernel.weights_dataset": "me/weights"})
     assert "from the attached dataset me/weights" in weights_route(attached)
+
+
+def test_a_refused_kernel_slug_leaves_the_previous_bundle_as_it_was(tmp_path: Path) -> None:
+    folder = build_bundle(config(), "me", tmp_path / "kernel")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(KernelMetadataError):
+        build_bundle(config(**{"kernel.slug": "bad slug!"}), "me", tmp_path / "kernel")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel"]
+
+
+def test_a_refused_kernel_slug_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
+    flags = ["--runs-root", str(tmp_path / "runs"), "--slug", "bad slug!"]
+    assert main(["kernel", "build", *flags]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.py"))
