@@ -295,7 +295,7 @@ class PredictConfig:
     tta: str = setting("original,hflip", "comma-separated TTA views", choices=TTA_VIEWS, each=True)
     ensemble: str = setting(
         "all",
-        "models whose test predictions are averaged: all (folds and refits), folds, refit (if any)",
+        "models whose test predictions are averaged: all (folds and refits), folds, refit (the refit models alone)",
         choices=("all", "folds", "refit"),
     )
     average: str = setting(

@@ -7,6 +7,7 @@ No model is loaded: a blend reads each run's saved out-of-fold and test predicti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def find_runs(config: Config, names: list[str]) -> list[Run]:
             raise BlendError(
                 f"no run {name!r} in {layout.competition_runs(config)} (runs there: {known or 'none'})"
             )
+        same = next((run for run in runs if run.path.resolve() == path.resolve()), None)
+        if same is not None:
+            raise BlendError(f"--runs names {same.name} twice ({name!r}): blend different runs")
         runs.append(Run(path))
     return runs
 
@@ -108,6 +112,24 @@ def blend_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
+def _better(first: PostProcessing, second: PostProcessing, competition: Competition) -> bool:
+    """True when `first` scores strictly better than `second` on the competition's metric (OOF)."""
+    a, b = first.cv_score(competition.metric), second.cv_score(competition.metric)
+    return a > b if competition.higher_is_better else a < b
+
+
+def _best_alone(
+    members: list[Member], combined: Callable, competition: Competition
+) -> tuple[int, PostProcessing, dict[str, np.ndarray]] | None:
+    """The member that scores best alone on OOF (post-processed as the blend is), with its result."""
+    best = None
+    for k in range(len(members)):
+        chosen, columns = combined(np.eye(len(members))[k])
+        if best is None or _better(chosen, best[1], competition):
+            best = (k, chosen, columns)
+    return best
+
+
 @dataclass(frozen=True)
 class BlendResult:
     """A finished blend: its run folder, weights and test predictions."""
@@ -124,18 +146,30 @@ def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendRes
     labels = members[0].oof["label"].to_numpy()
     oof = np.stack([from_columns(m.oof) for m in members])
     test = np.stack([from_columns(m.test) for m in members])
-    weights = blend_weights(oof, labels)
+    fitted = blend_weights(oof, labels)
+
+    def combined(weights: np.ndarray) -> tuple[PostProcessing, dict[str, np.ndarray]]:
+        return post_process(
+            competition.submission_kind,
+            np.tensordot(weights, oof, axes=1),
+            labels,
+            np.tensordot(weights, test, axes=1),
+            views=[],
+            average="probability",
+            folds=0,
+            models=[f"{m.run.name} x {w:.3f}" for m, w in zip(members, weights, strict=True)],
+        )
+
+    chosen, columns = combined(fitted)
+    weights, best = fitted, _best_alone(members, combined, competition)
+    if best is not None and not _better(chosen, best[1], competition):
+        name, (alone, alone_columns) = members[best[0]].run.name, best[1:]
+        print(
+            f"The blend (CV {competition.metric} {chosen.cv_score(competition.metric):.4f}) is no better than "
+            f"{name} alone ({alone.cv_score(competition.metric):.4f}): keeping {name} (weight 1)."
+        )
+        weights, chosen, columns = np.eye(len(members))[best[0]], alone, alone_columns
     blended_oof = np.tensordot(weights, oof, axes=1)
-    chosen, columns = post_process(
-        competition.submission_kind,
-        blended_oof,
-        labels,
-        np.tensordot(weights, test, axes=1),
-        views=[],
-        average="probability",
-        folds=0,
-        models=[f"{m.run.name} x {w:.3f}" for m, w in zip(members, weights, strict=True)],
-    )
     name = config.train.run_name or "blend-" + "+".join(m.run.name for m in members)
     run = Run(layout.competition_runs(config) / name)
     ids = members[0].oof["id"].to_numpy()

@@ -77,7 +77,12 @@ def predict_run(config: Config, competition: Competition, index: ImageIndex, run
     if not members:
         raise NoModelsError(f"{run.path} has no finished model: train it first.")
     ensemble = config.predict.ensemble
-    averaged = {"all": members + refits, "folds": members, "refit": refits or members}[ensemble]
+    if ensemble == "refit" and not refits:
+        raise NoModelsError(
+            f"predict.ensemble = refit, but {run.path} has no refit model: train it with --refit 1 (or "
+            "more), or predict with --ensemble folds"
+        )
+    averaged = {"all": members + refits, "folds": members, "refit": refits}[ensemble]
     views = parse_views(config.predict.tta)
     print(
         f"Predicting {len(index.test):,} test images with run {run.name}: "

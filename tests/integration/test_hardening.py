@@ -3,6 +3,7 @@ slugs, state archives, disks and blends; each reproduces a defect that once got 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,13 @@ def test_numeric_ids_with_leading_zeros_keep_their_predictions(
         cache.unlink()  # predicted again, not read back
     again = read_text_csv(flow.predict(other))
     assert np.allclose(again["label"].astype(float), probabilities)
+
+    from pipeline.layout import NoModelsError
+
+    with pytest.raises(NoModelsError):  # a run without refit models: not its folds in their place
+        flow.predict(
+            dataclasses.replace(config, predict=dataclasses.replace(config.predict, ensemble="refit"))
+        )
 
 
 def test_a_submission_must_name_the_samples_ids_exactly(tmp_path: Path) -> None:

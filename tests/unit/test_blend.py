@@ -132,3 +132,31 @@ def test_pseudo_labels_of_another_competition_class_set_or_test_set_are_refused(
     load_config(overrides={"competition": "shapes-demo"}, environ={}).save(teacher.path)
     with pytest.raises(ConfigError, match="shapes-demo"):
         pseudo_labels(config, test, 2)
+
+
+def test_a_run_named_twice_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    two_runs(tmp_path)
+    config = load_config(
+        overrides={"competition": SLUG, "paths.runs_root": str(tmp_path / "runs")}, environ={}
+    )
+    folder = tmp_path / "runs" / SLUG / "good"
+    monkeypatch.chdir(folder.parent)
+    for names in (["good", "good"], ["good", "./good"], ["good", str(folder)]):
+        with pytest.raises(BlendError, match="twice"):
+            find_runs(config, names)
+
+
+def test_a_blend_no_better_than_its_best_run_keeps_that_run(tmp_path: Path, capsys) -> None:
+    runs, labels = two_runs(tmp_path)
+    good = runs[0].read_final_oof()["probability"].to_numpy()
+    test = runs[0].read_test_predictions()["probability"].to_numpy()
+    predicted_run(tmp_path / "runs" / SLUG / "copy", good, labels, test)  # nothing to add to "good"
+    config = load_config(
+        overrides={"competition": SLUG, "paths.runs_root": str(tmp_path / "runs")}, environ={}
+    )
+    result = blend(config, get_competition(SLUG), find_runs(config, ["copy", "good"]))
+    assert result.weights == {"copy": 1.0, "good": 0.0}
+    clip = result.postprocessing.clip or 0.0
+    by_id = result.test.set_index("id")["probability"]
+    assert np.allclose(by_id.loc[[str(i) for i in range(len(test))]], np.clip(test, clip, 1 - clip))
+    assert "no better than copy alone" in capsys.readouterr().out
