@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from pipeline.acquire.classes import ordered_classes
+from pipeline.acquire.unpack import check_archive
 from pipeline.atomic import write_text
 from pipeline.competitions import ANY_NAME
 from pipeline.tables import TableError, read_text_csv
@@ -96,6 +97,7 @@ def describe_download(slug: str, archive: Path) -> Description:
     """The table for `slug` inferred from its download `archive`, or a DescribeError."""
     found = Description()
     with zipfile.ZipFile(archive) as outer:
+        check_archive(outer, archive.parent)  # no bomb is read, not even its CSVs
         groups, csvs = image_groups(outer), read_csvs(outer)
     samples = [n for n in csvs if "sample" in n.lower()]
     if not samples:
