@@ -21,7 +21,19 @@ from pipeline.config import Config, ConfigError, load_config, section_title, set
 
 DEMO_PRESET = "demo"
 DEMO_TUNE_PRESET = "demo-tune"
-EVERY_SECTION = ("", "paths", "data", "augment", "model", "train", "predict", "tune", "kernel", "stack")
+EVERY_SECTION = (
+    "",
+    "paths",
+    "data",
+    "augment",
+    "model",
+    "train",
+    "predict",
+    "tune",
+    "kernel",
+    "stack",
+    "blend",
+)
 RUN_NAME = ("", "paths", "data", "model", "train", "predict")  # what names and finds a run
 SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "download": ("", "paths", "data"),
@@ -35,7 +47,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "leaderboard": ("", "paths"),
     "stack": ("", "paths", "data", "model", "train", "stack"),
     "lr-find": ("", "paths", "data", "augment", "model", "train"),
-    "blend": ("", "paths", "train"),
+    "blend": ("", "paths", "train", "blend"),
     "kernel status": ("", "paths", "kernel"),
     "weights-dataset": ("", "paths", "model", "stack", "kernel"),
     "describe-competition": ("paths",),

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from pipeline.metrics import METRICS, Metric
+
 _SPEC_FILE = Path(__file__).with_name("competitions.toml")  # built in, read-only
 USER_FILE_ENV = "PIPELINE_COMPETITIONS"
 
@@ -45,15 +47,6 @@ LABEL_SOURCES = ("pattern", "csv", "folders")
 # class_name: the class's name in label_column; class_probabilities: one column per class, named
 # by the class, in the sample submission's order.
 SUBMISSION_KINDS = ("probability", "label", "class_name", "class_probabilities")
-METRICS = {  # metric -> higher is better
-    "log_loss": False,  # binary or multi-class (rows rescaled to sum to 1, as Kaggle does)
-    "accuracy": True,
-    "roc_auc": True,  # two classes: of P(positive); more: one-vs-rest, macro-averaged
-    "f1_micro": True,  # more than two classes
-    "f1_macro": True,
-    "qwk": True,  # quadratic weighted kappa of the class index (ordered classes)
-}
-MULTICLASS_ONLY_METRICS = ("f1_micro", "f1_macro", "qwk")
 ANY_NAME = r"^(?P<id>.+)\.[A-Za-z0-9]+$"  # the file name without its extension
 
 
@@ -91,6 +84,11 @@ class Competition:
             raise ValueError("labels = csv needs labels_csv, the file holding the training labels")
         if self.metric not in METRICS:
             raise ValueError(f"metric is {self.metric!r}; write one of {', '.join(METRICS)}")
+        if self.metric_entry.scores == "probabilities" and self.submission_kind in ("label", "class_name"):
+            raise ValueError(
+                f"metric {self.metric} scores probabilities, but submission_kind = {self.submission_kind} "
+                "submits classes: use probability or class_probabilities"
+            )
         if self.submission_kind not in SUBMISSION_KINDS:
             raise ValueError(
                 f"submission_kind is {self.submission_kind!r}; write one of {', '.join(SUBMISSION_KINDS)}"
@@ -110,8 +108,12 @@ class Competition:
                 f"has {count} classes; submission_kind = probability is for two: use class_probabilities, "
                 "class_name or label"
             )
-        if self.metric in MULTICLASS_ONLY_METRICS and count == 2:
-            raise ValueError(f"metric {self.metric} is for more than two classes; use accuracy or roc_auc")
+        if count == 2 and not self.metric_entry.binary:
+            raise ValueError(
+                f"metric {self.metric} is for more than two classes; use accuracy, f1 or roc_auc"
+            )
+        if count > 2 and not self.metric_entry.many:
+            raise ValueError(f"metric {self.metric} is for two classes; use f1_micro, f1_macro or accuracy")
 
     def with_classes(self, classes: tuple[str, ...]) -> Competition:
         """This competition with the classes read from its data (a table that lists them keeps them)."""
@@ -123,9 +125,14 @@ class Competition:
         return len(self.classes)
 
     @property
+    def metric_entry(self) -> Metric:
+        """The competition's metric: its function, direction and post-processing."""
+        return METRICS[self.metric]
+
+    @property
     def higher_is_better(self) -> bool:
         """True for metrics where a larger score wins (accuracy, ROC AUC)."""
-        return METRICS[self.metric]
+        return self.metric_entry.higher_is_better
 
     @property
     def archive(self) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
-from pipeline.registry import BACKBONE_NAMES, BACKBONES
+from pipeline.registry import BACKBONE_NAMES, BACKBONES, ENSEMBLES
 
 KAGGLE_NOTEBOOK_ENV = "KAGGLE_KERNEL_RUN_TYPE"
 DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"
@@ -329,6 +329,19 @@ class StackConfig:
     )
 
 
+@dataclass(frozen=True)
+class BlendConfig:
+    """Blending finished runs (`blend`) on their out-of-fold predictions."""
+
+    method: str = setting(
+        "auto",
+        "how members combine: weighted (OOF log loss), rank (ranks; ROC AUC), greedy (forward selection "
+        "on the metric); auto: the competition metric's own",
+        choices=("auto", *ENSEMBLES),
+        flag="--method",
+    )
+
+
 DEFAULT_SPACE = {
     "model.backbone": "choice:efficientnetv2-b0,resnet50v2",
     "data.image_size": "choice:160,192,224",
@@ -414,6 +427,7 @@ class Config:
     predict: PredictConfig = field(default_factory=PredictConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     stack: StackConfig = field(default_factory=StackConfig)
+    blend: BlendConfig = field(default_factory=BlendConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -112,6 +112,15 @@ BACKBONES: dict[str, Backbone] = {
 BACKBONE_NAMES: tuple[str, ...] = tuple(BACKBONES)
 
 
+# Ensemble methods of `blend --method`: name -> the module implementing it (one file each, exposing
+# METHOD; see pipeline.infer.ensembles). `auto` picks the competition metric's own (its `ensemble`).
+ENSEMBLES: dict[str, str] = {
+    "weighted": "pipeline.infer.ensembles.weighted",  # probabilities, weights of least OOF log loss
+    "rank": "pipeline.infer.ensembles.rank",  # ranks, weights chosen greedily on the metric (ROC AUC)
+    "greedy": "pipeline.infer.ensembles.greedy",  # Caruana's forward selection on the metric
+}
+
+
 def get_backbone(name: str) -> Backbone:
     """The registry entry for `name`, or a KeyError listing the choices."""
     if name not in BACKBONES:

@@ -99,8 +99,11 @@ class PostProcessing:
     oof_with_tta: dict[str, float]  # scores after averaging the views
     clip: float | None = None  # probability submissions: the clip value and the scores after it
     oof_with_tta_and_clip: dict[str, float] | None = None
-    threshold: float | None = None  # hard-label submissions: the cut and the accuracy at it
+    threshold: float | None = None  # two-class hard labels: the cut and the scores at it
     oof_accuracy_at_threshold: float | None = None
+    oof_with_threshold: dict[str, float] | None = None
+    cut_points: list[float] | None = None  # ordered classes (QWK): cuts on the expected class
+    oof_with_cut_points: dict[str, float] | None = None
     temperature: float | None = None  # many classes: the temperature and the scores after it
     oof_with_tta_and_temperature: dict[str, float] | None = None
     oof_log_loss_by_space: dict[str, float] = field(default_factory=dict)
@@ -111,9 +114,13 @@ class PostProcessing:
         if metric == "log_loss":
             final = self.oof_with_tta_and_clip or self.oof_with_tta_and_temperature or self.oof_with_tta
             return final["log_loss"]
-        if metric == "accuracy" and self.oof_accuracy_at_threshold is not None:
+        for chosen in (self.oof_with_cut_points, self.oof_with_threshold):
+            if chosen and metric in chosen:
+                return chosen[metric]
+        if metric == "accuracy" and self.oof_accuracy_at_threshold is not None:  # saved before the others
             return self.oof_accuracy_at_threshold
-        return self.oof_with_tta[metric]
+        final = self.oof_with_tta_and_temperature or self.oof_with_tta
+        return final[metric]
 
 
 class Run:

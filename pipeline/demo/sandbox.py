@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_loss, roc_auc_score
 
-from pipeline.competitions import METRICS, Competition, UnknownCompetitionError, get_competition
+from pipeline.competitions import Competition, UnknownCompetitionError, get_competition
 from pipeline.demo.kernels import SandboxKernels
+from pipeline.metrics import get_metric
 from pipeline.tables import TableError, read_text_csv
 
 SANDBOX_USERNAME = "sandbox"
@@ -98,26 +98,15 @@ def _submitted_values(competition: Competition | None, table: pd.DataFrame, ids:
     )
 
 
-def _score(metric: str, kind: str, truth: np.ndarray, guess: np.ndarray) -> float:
-    if guess.ndim == 2:  # one probability per class, rescaled per row as Kaggle does
-        guess = np.clip(guess, 1e-15, 1 - 1e-15)
-        guess = guess / guess.sum(axis=1, keepdims=True)
-        labels = list(range(guess.shape[1]))
-        if metric == "log_loss":
-            return float(log_loss(truth, guess, labels=labels))
-        if metric == "roc_auc":
-            return float(roc_auc_score(truth, guess, multi_class="ovr", labels=labels))
-        guess = guess.argmax(axis=1)
-    elif kind == "probability" and metric == "log_loss":
-        return float(log_loss(truth, np.clip(guess, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    elif kind == "probability" and metric == "roc_auc":
-        return float(roc_auc_score(truth, guess))
-    predicted = np.round(guess).astype(int)
-    if metric in ("f1_micro", "f1_macro"):
-        return float(f1_score(truth, predicted, average=metric[3:]))
-    if metric == "qwk":
-        return float(cohen_kappa_score(truth, predicted, weights="quadratic"))
-    return float(accuracy_score(truth, predicted))
+def _score(metric: str, truth: np.ndarray, guess: np.ndarray) -> float:
+    """Score a submission's values as Kaggle does, with the project's one implementation of the
+    metric: probabilities as they are (rows rescaled to sum to 1), or hard classes (a probability
+    rounded, the most probable class of a row)."""
+    entry = get_metric(metric)
+    if entry.scores == "probabilities":
+        return entry.score(truth, guess)
+    predicted = guess.argmax(axis=1) if guess.ndim == 2 else np.round(guess).astype(int)
+    return entry.score(truth, predicted)
 
 
 def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple[float, float]:
@@ -137,9 +126,8 @@ def score_submission(slug: str, submission: bytes, solution_path: Path) -> tuple
     guess = _submitted_values(competition, table, solution.iloc[:, 0])
     truth = solution.iloc[:, 1].astype(np.int64).to_numpy()
     metric = _metric(slug)
-    kind = "probability" if competition is None else competition.submission_kind
     public = np.random.default_rng(0).permutation(len(solution)) < len(solution) // 2
-    return tuple(_score(metric, kind, truth[part], guess[part]) for part in (public, ~public))  # type: ignore[return-value]
+    return tuple(_score(metric, truth[part], guess[part]) for part in (public, ~public))  # type: ignore[return-value]
 
 
 def find_archives(folders: Iterable[Path]) -> dict[str, Path]:
@@ -284,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
         slug = self._competition(request)
         if slug is None:
             return
-        higher_is_better = METRICS[_metric(slug)]
+        higher_is_better = get_metric(_metric(slug)).higher_is_better
         scored = [s for s in self.state.submissions if s["competition"] == slug and s["status"] == "COMPLETE"]
         rows = []
         if scored:

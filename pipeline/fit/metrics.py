@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    log_loss,
-    matthews_corrcoef,
-    roc_auc_score,
-)
 
-EPSILON = 1e-7
+from pipeline.metrics import METRICS
+
 PROBABILITY = "probability"  # the column of P(positive) in two-class prediction tables
 
 
@@ -47,55 +40,23 @@ def hard_labels(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray
     return probabilities.argmax(axis=1)
 
 
-def multiclass_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Kaggle's multi-class log loss: rows rescaled to sum to 1 after clipping."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, 1 - EPSILON)
-    p = p / p.sum(axis=1, keepdims=True)
-    return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(labels, dtype=int)])))
-
-
-def _hard_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Every registered metric that applies to the predictions' shape (two classes: P(positive) of
+    shape (images,); many: (images, classes)); metrics of labels read P(positive) >= `threshold`, or
+    the most probable class."""
+    many = np.asarray(probabilities).ndim == 2
     return {
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "f1_micro": float(f1_score(labels, predicted, average="micro")),
-        "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "qwk": float(cohen_kappa_score(labels, predicted, weights="quadratic")),
+        name: metric.of_probabilities(labels, probabilities, threshold)
+        for name, metric in METRICS.items()
+        if (metric.many if many else metric.binary)
     }
 
 
 def binary_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Log loss, accuracy, MCC and ROC AUC of P(positive) against 0/1 labels."""
-    labels = np.asarray(labels).ravel().astype(int)
-    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64).ravel(), EPSILON, 1 - EPSILON)
-    predicted = (probabilities >= threshold).astype(int)
-    both_classes = len(np.unique(labels)) == 2
-    return {
-        "log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "mcc": float(matthews_corrcoef(labels, predicted)),
-        "roc_auc": float(roc_auc_score(labels, probabilities)) if both_classes else float("nan"),
-    }
+    """`scores` of P(positive) against 0/1 labels."""
+    return scores(np.asarray(labels).ravel(), np.asarray(probabilities, dtype=np.float64).ravel(), threshold)
 
 
 def multiclass_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Log loss, accuracy, micro/macro F1, quadratic weighted kappa and one-vs-rest ROC AUC (macro;
-    NaN unless every class is present) of (images, classes) probabilities against class indices."""
-    labels = np.asarray(labels).ravel().astype(int)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    classes = probabilities.shape[1]
-    every_class = len(np.unique(labels)) == classes
-    normalised = probabilities / np.clip(probabilities.sum(axis=1, keepdims=True), EPSILON, None)
-    return {
-        "log_loss": multiclass_log_loss(labels, probabilities),
-        **_hard_scores(labels, probabilities.argmax(axis=1)),
-        "roc_auc": float(roc_auc_score(labels, normalised, multi_class="ovr", labels=list(range(classes))))
-        if every_class
-        else float("nan"),
-    }
-
-
-def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """`binary_scores` or `multiclass_scores`, by the shape of `probabilities`."""
-    if np.asarray(probabilities).ndim == 1:
-        return binary_scores(labels, probabilities)
-    return multiclass_scores(labels, probabilities)
+    """`scores` of (images, classes) probabilities against class indices."""
+    return scores(labels, np.asarray(probabilities, dtype=np.float64))

@@ -1,6 +1,7 @@
-"""Blending finished runs (k-fold with predict, stack, other blends): weights fit on their
-out-of-fold predictions (non-negative, summing to 1, by scipy's SLSQP on log loss), then the
-post-processing chosen on the blended out-of-fold predictions, as `predict` does.
+"""Blending finished runs (k-fold with predict, stack, other blends): an ensemble method
+(pipeline.infer.ensembles) fits the members' weights on their out-of-fold predictions for the
+competition's metric, then the post-processing is chosen on the blended out-of-fold predictions,
+as `predict` does.
 
 No model is loaded: a blend reads each run's saved out-of-fold and test predictions.
 """
@@ -13,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from pipeline import layout
 from pipeline.competitions import Competition
 from pipeline.config import Config, ConfigError
-from pipeline.fit.metrics import EPSILON, as_columns, from_columns
+from pipeline.fit.metrics import as_columns, from_columns
+from pipeline.infer.ensembles import get_method
 from pipeline.infer.postprocess import post_process
 from pipeline.run import PostProcessing, Run
 
@@ -87,31 +88,6 @@ def load_members(config: Config, runs: list[Run]) -> list[Member]:
     return members
 
 
-def blend_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Non-negative weights summing to 1 that minimise the log loss of the weighted average of
-    (runs, images) probabilities, or (runs, images, classes) for many classes."""
-    p = np.clip(predictions, EPSILON, 1 - EPSILON)
-    y = np.asarray(labels, dtype=np.float64)
-    if p.ndim == 3:  # each run's probability of the true class: the loss needs no other
-        p = p[:, np.arange(p.shape[1]), y.astype(int)]
-        y = np.ones_like(y)
-
-    def loss(w: np.ndarray) -> float:
-        q = np.clip(w @ p, EPSILON, 1 - EPSILON)
-        return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
-
-    n = len(p)
-    found = minimize(
-        loss,
-        np.full(n, 1.0 / n),
-        method="SLSQP",
-        bounds=[(0.0, 1.0)] * n,
-        constraints=({"type": "eq", "fun": lambda w: w.sum() - 1.0},),
-    )
-    weights = np.clip(found.x, 0.0, None)
-    return weights / weights.sum()
-
-
 def _better(first: PostProcessing, second: PostProcessing, competition: Competition) -> bool:
     """True when `first` scores strictly better than `second` on the competition's metric (OOF)."""
     a, b = first.cv_score(competition.metric), second.cv_score(competition.metric)
@@ -141,22 +117,26 @@ class BlendResult:
 
 
 def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendResult:
-    """Blend `runs` with weights fit on their out-of-fold predictions; save the blend as a run."""
+    """Blend `runs` with the configured ensemble method (`blend.method`; auto: the competition
+    metric's own), its weights fit on their out-of-fold predictions; save the blend as a run."""
     members = load_members(config, runs)
     labels = members[0].oof["label"].to_numpy()
     oof = np.stack([from_columns(m.oof) for m in members])
     test = np.stack([from_columns(m.test) for m in members])
-    fitted = blend_weights(oof, labels)
+    metric = competition.metric_entry
+    method = get_method(metric.ensemble if config.blend.method == "auto" else config.blend.method)
+    fitted = method.fit(oof, labels, metric)
 
     def combined(weights: np.ndarray) -> tuple[PostProcessing, dict[str, np.ndarray]]:
         return post_process(
             competition.submission_kind,
-            np.tensordot(weights, oof, axes=1),
+            method.combine(oof, weights),
             labels,
-            np.tensordot(weights, test, axes=1),
+            method.combine(test, weights),
             views=[],
             average="probability",
             folds=0,
+            metric=competition.metric,
             models=[f"{m.run.name} x {w:.3f}" for m, w in zip(members, weights, strict=True)],
         )
 
@@ -169,7 +149,7 @@ def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendRes
             f"{name} alone ({alone.cv_score(competition.metric):.4f}): keeping {name} (weight 1)."
         )
         weights, chosen, columns = np.eye(len(members))[best[0]], alone, alone_columns
-    blended_oof = np.tensordot(weights, oof, axes=1)
+    blended_oof = method.combine(oof, weights)
     name = config.train.run_name or "blend-" + "+".join(m.run.name for m in members)
     run = Run(layout.competition_runs(config) / name)
     ids = members[0].oof["id"].to_numpy()
@@ -183,7 +163,8 @@ def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendRes
         f"{m.run.name} {m.run.cv_score(competition.metric) or float('nan'):.4f}" for m in members
     )
     print(
-        f"Blend weights (fit on out-of-fold predictions): {', '.join(f'{k} {v:.3f}' for k, v in shares.items())}"
+        f"Blend weights ({method.name}, fit on out-of-fold {competition.metric}): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in shares.items())
     )
     print(f"CV {competition.metric}: blend {chosen.cv_score(competition.metric):.4f}; runs alone: {singles}")
     return BlendResult(run, shares, frame, chosen)

@@ -8,10 +8,12 @@ classes).
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import accuracy_score, log_loss
+import dataclasses
 
-from pipeline.fit.metrics import EPSILON, as_columns, binary_scores, multiclass_log_loss, multiclass_scores
+import numpy as np
+
+from pipeline.fit.metrics import as_columns, binary_scores, multiclass_scores
+from pipeline.metrics import EPSILON, METRICS, Metric
 from pipeline.run import PostProcessing
 
 CLIP_CANDIDATES = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
@@ -50,9 +52,7 @@ def average(predictions: np.ndarray, space: str) -> np.ndarray:
 
 def prediction_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     """Binary or multi-class log loss, by the shape of `probabilities`."""
-    if np.asarray(probabilities).ndim == 2:
-        return multiclass_log_loss(labels, probabilities)
-    return float(log_loss(labels, np.clip(probabilities, EPSILON, 1 - EPSILON), labels=[0, 1]))
+    return METRICS["log_loss"].score(labels, probabilities)
 
 
 def choose_space(predictions: np.ndarray, labels: np.ndarray) -> tuple[str, dict[str, float]]:
@@ -72,7 +72,7 @@ def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarra
 def choose_temperature(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(T, out-of-fold log loss) of the temperature among TEMPERATURES that minimises the
     multi-class log loss (temperature scaling, Guo et al. 2017; ties: nearest 1)."""
-    losses = {t: multiclass_log_loss(labels, with_temperature(probabilities, t)) for t in TEMPERATURES}
+    losses = {t: prediction_log_loss(labels, with_temperature(probabilities, t)) for t in TEMPERATURES}
     best = min(losses, key=lambda t: (round(losses[t], 12), abs(np.log(t))))
     return best, losses[best]
 
@@ -84,56 +84,122 @@ def clip(probabilities: np.ndarray, c: float) -> np.ndarray:
 
 def choose_clip(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(c, out-of-fold log loss) of the clip value among CLIP_CANDIDATES that minimises log loss."""
-    scores = {
-        c: float(log_loss(labels, clip(probabilities, max(c, EPSILON)), labels=[0, 1]))
-        for c in CLIP_CANDIDATES
-    }
+    scores = {c: prediction_log_loss(labels, clip(probabilities, max(c, EPSILON))) for c in CLIP_CANDIDATES}
     best = min(scores, key=scores.__getitem__)
     return best, scores[best]
 
 
-def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(threshold, out-of-fold accuracy) of the cut that maximises accuracy (ties: nearest 0.5)."""
+def choose_threshold(
+    probabilities: np.ndarray, labels: np.ndarray, metric: Metric = METRICS["accuracy"]
+) -> tuple[float, float]:
+    """(threshold, out-of-fold score) of the cut on P(positive) that gives `metric` (accuracy, F1,
+    MCC...) its best out-of-fold score (ties: nearest 0.5)."""
     candidates = np.round(np.arange(0.05, 0.96, 0.01), 2)
-    accuracies = [accuracy_score(labels, (probabilities >= t).astype(int)) for t in candidates]
-    best = max(range(len(candidates)), key=lambda i: (accuracies[i], -abs(candidates[i] - 0.5)))
-    return float(candidates[best]), float(accuracies[best])
+    found = [metric.score(labels, (probabilities >= t).astype(int)) for t in candidates]
+    signed = [s if metric.higher_is_better else -s for s in found]
+    best = max(range(len(candidates)), key=lambda i: (signed[i], -abs(candidates[i] - 0.5)))
+    return float(candidates[best]), float(found[best])
+
+
+def expected_class(probabilities: np.ndarray) -> np.ndarray:
+    """The expected class index of (images, classes) probabilities: sum_k k * p_k."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return probabilities @ np.arange(probabilities.shape[1])
+
+
+def with_cut_points(probabilities: np.ndarray, cuts: list[float]) -> np.ndarray:
+    """Ordered classes from (images, classes) probabilities: the expected class, cut at `cuts`."""
+    return np.digitize(expected_class(probabilities), cuts)
+
+
+def choose_cut_points(
+    probabilities: np.ndarray, labels: np.ndarray, metric: Metric, rounds: int = 3
+) -> tuple[list[float] | None, float]:
+    """(cut points, out-of-fold score) for ordered classes (QWK): the expected class index cut at
+    k - 1 increasing points, each moved in turn to its best place on out-of-fold predictions
+    (coordinate ascent from k + 0.5). None when the most probable class scores as well."""
+    classes = np.asarray(probabilities).shape[1]
+    argmax = metric.score(labels, np.asarray(probabilities).argmax(axis=1))
+    cuts = list(np.arange(classes - 1) + 0.5)
+    best = metric.score(labels, with_cut_points(probabilities, cuts))
+    for _ in range(rounds):
+        for i in range(len(cuts)):
+            low = cuts[i - 1] if i else 0.0
+            high = cuts[i + 1] if i + 1 < len(cuts) else classes - 1.0
+            for candidate in np.linspace(low, high, 23)[1:-1]:
+                trial = [*cuts[:i], float(candidate), *cuts[i + 1 :]]
+                score = metric.score(labels, with_cut_points(probabilities, trial))
+                if metric.better(score, best):
+                    best, cuts = score, trial
+    if not metric.better(best, argmax):
+        return None, argmax
+    return [round(c, 4) for c in cuts], best
 
 
 def post_process(
-    submission_kind: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, **common: object
+    submission_kind: str,
+    oof: np.ndarray,
+    labels: np.ndarray,
+    test: np.ndarray,
+    *,
+    metric: str,
+    **common: object,
 ) -> tuple[PostProcessing, dict[str, np.ndarray]]:
-    """The last step, chosen on the out-of-fold predictions `oof`: a clip value for probability
-    submissions, a threshold for hard labels (two classes); a temperature (many classes). Returns
-    the choices (with `common`: views, average, folds, models, ...) and the test columns:
-    probability (p0, p1, ... for many classes; post-processed) and label (hard)."""
+    """The last step, chosen on the out-of-fold predictions `oof` for the competition's `metric`
+    (its `postprocessing`): a clip value for log loss, nothing for ROC AUC (probability submissions);
+    the threshold that maximises the metric for two-class labels; a temperature (many classes,
+    log loss), cut points on the expected class (QWK). Returns the choices (with `common`: views,
+    average, folds, models, ...) and the test columns: probability (p0, p1, ... for many classes;
+    post-processed) and label (hard)."""
+    entry = METRICS[metric]
     if np.asarray(oof).ndim == 2:
-        return post_process_multiclass(oof, labels, test, **common)
+        return post_process_multiclass(submission_kind, entry, oof, labels, test, **common)
     common = {
         "oof_single_view": binary_scores(labels, oof),
         **common,
         "oof_with_tta": binary_scores(labels, oof),
     }
-    if submission_kind in ("probability", "class_probabilities"):  # scored as probabilities: clip
+    if submission_kind in ("probability", "class_probabilities"):  # scored as probabilities
+        if entry.postprocessing != "clip":  # the ranking is what counts: left as it is
+            return PostProcessing(**common), {"probability": test}
         c, loss = choose_clip(oof, labels)
         scores = {**binary_scores(labels, clip(oof, max(c, EPSILON))), "log_loss": loss}
         return PostProcessing(**common, clip=c, oof_with_tta_and_clip=scores), {"probability": clip(test, c)}
-    threshold, accuracy = choose_threshold(oof, labels)
-    chosen = PostProcessing(**common, threshold=threshold, oof_accuracy_at_threshold=accuracy)
+    threshold, _ = choose_threshold(oof, labels, entry)
+    at = binary_scores(labels, oof, threshold)
+    chosen = PostProcessing(
+        **common, threshold=threshold, oof_accuracy_at_threshold=at["accuracy"], oof_with_threshold=at
+    )
     return chosen, {"probability": test, "label": (test >= threshold).astype(int)}
 
 
 def post_process_multiclass(
-    oof: np.ndarray, labels: np.ndarray, test: np.ndarray, **common: object
+    submission_kind: str,
+    metric: Metric,
+    oof: np.ndarray,
+    labels: np.ndarray,
+    test: np.ndarray,
+    **common: object,
 ) -> tuple[PostProcessing, dict[str, np.ndarray]]:
     """Many classes: the temperature that minimises out-of-fold log loss, applied to the test
-    predictions; hard labels are the most probable class (a temperature never changes it)."""
-    temperature, _ = choose_temperature(oof, labels)
+    predictions (none for ROC AUC, which ranks); hard labels are the most probable class (a
+    temperature never changes it), or the expected class cut at the points chosen for QWK."""
     averaged = multiclass_scores(labels, oof)
-    chosen = PostProcessing(
-        **{"oof_single_view": averaged, **common, "oof_with_tta": averaged},
-        temperature=temperature,
-        oof_with_tta_and_temperature=multiclass_scores(labels, with_temperature(oof, temperature)),
-    )
-    calibrated = with_temperature(test, temperature)
-    return chosen, {**as_columns(calibrated), "label": calibrated.argmax(axis=1)}
+    common = {"oof_single_view": averaged, **common, "oof_with_tta": averaged}
+    if metric.many_postprocessing == "none":
+        chosen, calibrated = PostProcessing(**common), np.asarray(test, dtype=np.float64)
+    else:
+        temperature, _ = choose_temperature(oof, labels)
+        chosen = PostProcessing(
+            **common,
+            temperature=temperature,
+            oof_with_tta_and_temperature=multiclass_scores(labels, with_temperature(oof, temperature)),
+        )
+        calibrated = with_temperature(test, temperature)
+    columns = {**as_columns(calibrated), "label": calibrated.argmax(axis=1)}
+    if submission_kind in ("label", "class_name") and metric.many_postprocessing == "cut_points":
+        cuts, score = choose_cut_points(oof, labels, metric)
+        if cuts is not None:
+            chosen = dataclasses.replace(chosen, cut_points=cuts, oof_with_cut_points={metric.name: score})
+            columns["label"] = with_cut_points(calibrated, cuts)
+    return chosen, columns

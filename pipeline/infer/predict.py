@@ -112,6 +112,7 @@ def predict_run(config: Config, competition: Competition, index: ImageIndex, run
         views=views,
         average=space,
         folds=len(members),
+        metric=competition.metric,
         oof_single_view=scores(labels, oof_views[0]),
         oof_log_loss_by_space=space_losses,
         models=[m.name for m in averaged],

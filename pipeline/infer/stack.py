@@ -211,6 +211,7 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
         views=parse_views(config.stack.views),
         average="probability",
         folds=config.train.folds,
+        metric=competition.metric,
         models=[f"{block.name} features" for block in blocks(config)],
     )
     test = pd.DataFrame({"id": index.test["id"].astype(str).to_numpy(), **columns})

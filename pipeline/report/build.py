@@ -22,8 +22,9 @@ from pipeline import layout
 from pipeline.acquire.index import with_indexed_classes
 from pipeline.competitions import Competition, get_competition
 from pipeline.config import Config, apply_settings
-from pipeline.fit.metrics import from_columns, multiclass_log_loss
+from pipeline.fit.metrics import from_columns
 from pipeline.infer.postprocess import choose_clip, choose_temperature, clip, with_temperature
+from pipeline.metrics import METRICS
 from pipeline.report import plots
 from pipeline.report.classes import per_class_table, predictions_table, top_confusions
 from pipeline.run import PostProcessing, Run
@@ -170,8 +171,8 @@ def _errors_of_two_classes(
         if chosen is not None and chosen.clip is not None
         else choose_clip(probabilities, labels)[0]
     )
-    before = _log_loss(labels, probabilities)
-    after = _log_loss(labels, clip(probabilities, max(c, 1e-7)))
+    before = METRICS["log_loss"].score(labels, probabilities)
+    after = METRICS["log_loss"].score(labels, clip(probabilities, c))
     note = f"clip c={c}: log loss {before:.4f} -> {after:.4f}"
     page.image(
         "errors",
@@ -206,8 +207,8 @@ def _errors_of_many_classes(
     temperature = chosen.temperature if chosen is not None and chosen.temperature is not None else None
     if temperature is None:
         temperature = choose_temperature(probabilities, labels)[0]
-    before = multiclass_log_loss(labels, probabilities)
-    after = multiclass_log_loss(labels, with_temperature(probabilities, temperature))
+    before = METRICS["log_loss"].score(labels, probabilities)
+    after = METRICS["log_loss"].score(labels, with_temperature(probabilities, temperature))
     note = f"temperature {temperature:g}: log loss {before:.4f} -> {after:.4f}"
     page.image(
         "errors",
@@ -219,12 +220,6 @@ def _errors_of_many_classes(
         ),
         f"calibration of the top class; {note} (on these validation predictions)",
     )
-
-
-def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    from sklearn.metrics import log_loss
-
-    return float(log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
 
 
 def _summary(
@@ -247,11 +242,7 @@ def _summary(
         + (f" + {len(refits)} refit on all the images" if (refits := run.refit_members()) else ""),
         "in the submission": ", ".join(chosen.models) if chosen and chosen.models else "predict has not run",
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
-        **{
-            k: f"{float(overall[k]):.4f}"
-            for k in ("log_loss", "accuracy", "mcc", "f1_macro", "qwk", "roc_auc")
-            if k in overall
-        },
+        **{k: f"{float(overall[k]):.4f}" for k in METRICS if k in overall},
     }
     page.add(
         "summary",

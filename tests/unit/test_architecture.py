@@ -21,6 +21,7 @@ LAYERS = [
         "pipeline.native_logs",
         "pipeline.registry",
         "pipeline.tables",
+        "pipeline.metrics",
     ),
     ("pipeline.config",),
     ("pipeline.run",),

@@ -11,7 +11,9 @@ import pytest
 from pipeline.competitions import get_competition
 from pipeline.config import load_config
 from pipeline.fit.metrics import binary_scores
-from pipeline.infer.blend import BlendError, blend, blend_weights, find_runs
+from pipeline.infer.blend import BlendError, blend, find_runs
+from pipeline.infer.ensembles.weighted import METHOD as WEIGHTED
+from pipeline.metrics import METRICS
 from pipeline.run import Run
 
 SLUG = "dogs-vs-cats-redux-kernels-edition"
@@ -45,7 +47,7 @@ def two_runs(tmp_path: Path) -> tuple[list[Run], np.ndarray]:
 def test_weights_are_non_negative_sum_to_one_and_favour_the_better_run(tmp_path: Path) -> None:
     runs, labels = two_runs(tmp_path)
     oof = np.stack([r.read_final_oof()["probability"].to_numpy() for r in runs])
-    weights = blend_weights(oof, labels)
+    weights = WEIGHTED.fit(oof, labels, METRICS["log_loss"])
     assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
     assert weights[0] > 0.9  # the run without information gets (almost) nothing
 

@@ -18,7 +18,7 @@ from pipeline.competitions import get_competition
 from pipeline.demo.generate import generate_competition
 from pipeline.demo.sandbox import score_submission
 from pipeline.fit.metrics import as_columns, from_columns, multiclass_scores, scores
-from pipeline.infer.blend import blend_weights
+from pipeline.infer.ensembles.weighted import METHOD as WEIGHTED
 from pipeline.infer.postprocess import (
     average,
     choose_space,
@@ -26,6 +26,7 @@ from pipeline.infer.postprocess import (
     post_process,
     with_temperature,
 )
+from pipeline.metrics import METRICS
 from pipeline.report.classes import per_class_table, predictions_table, top_confusions
 from pipeline.submit.submission_file import SubmissionError, build_submission, prior, validate_submission
 
@@ -48,7 +49,7 @@ def test_multiclass_scores_agree_with_scikit_learn() -> None:
     assert found["accuracy"] == pytest.approx(accuracy_score(labels, p.argmax(1)))
     assert found["f1_macro"] == pytest.approx(f1_score(labels, p.argmax(1), average="macro"))
     assert 0.5 < found["roc_auc"] <= 1 and -1 <= found["qwk"] <= 1
-    assert set(scores(labels % 2, p[:, 1])) == {"log_loss", "accuracy", "mcc", "roc_auc"}  # two: as before
+    assert set(scores(labels % 2, p[:, 1])) == {"log_loss", "accuracy", "mcc", "roc_auc", "f1"}  # two classes
 
 
 def test_prediction_tables_round_trip_for_two_and_many_classes() -> None:
@@ -81,6 +82,7 @@ def test_temperature_softens_an_overconfident_model_and_keeps_its_choices() -> N
         views=["original"],
         average="probability",
         folds=5,
+        metric="log_loss",
     )
     assert chosen.temperature == t and chosen.cv_score("log_loss") == pytest.approx(loss)
     assert list(columns) == ["p0", "p1", "p2", "p3", "p4", "label"]
@@ -181,7 +183,7 @@ def test_per_class_columns_must_match_the_training_classes(tmp_path: Path) -> No
 
 def test_an_empty_class_folder_is_named_and_is_no_class(tmp_path: Path, capsys) -> None:
     folders = dataclasses.replace(
-        SHAPES, labels="folders", classes=(), labels_csv="", submission_kind="class_name"
+        SHAPES, labels="folders", classes=(), labels_csv="", submission_kind="class_name", metric="accuracy"
     )
     for name, count in (("disc", 2), ("square", 0), ("cross", 1)):
         (tmp_path / "train" / name).mkdir(parents=True)
@@ -226,7 +228,7 @@ def test_the_sandbox_scores_many_classes_in_each_format(tmp_path: Path) -> None:
 def test_blend_weights_prefer_the_better_run_of_many_classes() -> None:
     labels = np.arange(300) % 3
     good, noise = _softmax_rows(300, 3, labels, 3.0), _softmax_rows(300, 3, labels, 0.0)
-    weights = blend_weights(np.stack([noise, good]), labels)
+    weights = WEIGHTED.fit(np.stack([noise, good]), labels, METRICS["log_loss"])
     assert weights[1] > 0.8 and weights.sum() == pytest.approx(1)
 
 
@@ -261,5 +263,6 @@ def test_two_classes_in_two_probability_columns() -> None:
         views=[],
         average="probability",
         folds=2,
+        metric="log_loss",
     )
     assert chosen.clip is not None and list(columns) == ["probability"]
