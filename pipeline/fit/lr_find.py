@@ -21,8 +21,8 @@ from pipeline.atomic import write_text
 from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.input_pipeline import make_dataset
-from pipeline.fit.phases import compile_model
 from pipeline.fit.splits import holdout_split
+from pipeline.fit.train import compile_model
 from pipeline.model.backbones import unfreeze_top_blocks
 from pipeline.model.classifier import build_classifier
 

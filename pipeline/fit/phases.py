@@ -1,5 +1,6 @@
-"""The machinery under the recipe's phases: compiling, fitting one phase with its callbacks,
-logging, and resuming (`Phases`). `pipeline.fit.train` reads top to bottom without it."""
+"""The machinery under the recipe's phases: fitting one phase with its callbacks, logging, and
+resuming (`Phases`). The recipe itself (model, optimizer, loss, schedule, phases) is
+`pipeline.fit.train`, which reads top to bottom without this."""
 
 from __future__ import annotations
 
@@ -42,46 +43,6 @@ class EpochLine(keras.callbacks.Callback):
             f"phase {self.phase} epoch {epoch + 1}/{self.params['epochs']}: {shown} ({seconds:.0f} s)",
             flush=True,
         )
-
-
-def compile_model(
-    model: keras.Model,
-    config: Config,
-    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
-    num_classes: int,
-    jit_compile: bool,
-) -> None:
-    """Compile with the recipe's optimizer (AdamW, no decay on biases and norms), loss and metrics."""
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate, weight_decay=config.train.weight_decay, use_ema=config.train.ema
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    if num_classes == 2:
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.train.label_smoothing)
-        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
-    else:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing)
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=metrics,
-        jit_compile=jit_compile,
-        steps_per_execution=config.train.steps_per_execution,
-    )
-
-
-def fine_tune_schedule(config: Config, steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warmup to fine_learning_rate over warmup_fraction of `steps`, then cosine decay."""
-    warmup = int(config.train.warmup_fraction * steps)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.train.fine_learning_rate / 100
-        if warmup
-        else config.train.fine_learning_rate,
-        decay_steps=max(1, steps - warmup),
-        warmup_target=config.train.fine_learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
 
 
 class Phases:

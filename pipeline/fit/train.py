@@ -1,9 +1,10 @@
 """Two-phase transfer learning into a resumable run folder, as in the keras-io fine-tuning example:
 
     classifier = build_classifier(config)          # backbone frozen, new head
+    compile_model(...)                             # AdamW (no decay on biases, norms), cross-entropy
     fit_head(...)                                  # phase "head": the head at a high learning rate
     unfreeze_model(classifier, config)             # the top blocks (BatchNormalization stays frozen)
-    fine_tune(...)                                 # phase "fine": AdamW, warmup then cosine decay
+    fine_tune(...)                                 # phase "fine": fine_tune_schedule: warmup, cosine
     evaluate(...)                                  # validation scores, model, predictions
 
 Early stopping restores the best weights in each phase; both phases share one epoch timeline.
@@ -35,15 +36,7 @@ from pipeline.data.augment import augments
 from pipeline.data.input_pipeline import encode_labels, make_dataset
 from pipeline.fit.metrics import as_columns
 from pipeline.fit.metrics import scores as score_predictions
-from pipeline.fit.phases import (
-    Phases,
-    best_val_loss,
-    compile_model,
-    fine_tune_schedule,
-    fit_phase,
-    fit_verbosity,
-    phase_history,
-)
+from pipeline.fit.phases import Phases, best_val_loss, fit_phase, fit_verbosity, phase_history
 from pipeline.fit.splits import holdout_split
 from pipeline.model.backbones import unfreeze_top_blocks
 from pipeline.model.classifier import HEAD_DROPOUT, OUTPUT, Classifier, build_classifier
@@ -180,6 +173,47 @@ def _prepare(
         run,
         callbacks,
         verbose,
+    )
+
+
+# --- the recipe: optimizer, loss and schedule, then the phases ----------------------------------
+def compile_model(
+    model: keras.Model,
+    config: Config,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    num_classes: int,
+    jit_compile: bool,
+) -> None:
+    """Compile with the recipe's optimizer (AdamW, no decay on biases and norms), loss and metrics."""
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=learning_rate, weight_decay=config.train.weight_decay, use_ema=config.train.ema
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if num_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.train.label_smoothing)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        jit_compile=jit_compile,
+        steps_per_execution=config.train.steps_per_execution,
+    )
+
+
+def fine_tune_schedule(config: Config, steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup to fine_learning_rate over warmup_fraction of `steps`, then cosine decay."""
+    warmup = int(config.train.warmup_fraction * steps)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.train.fine_learning_rate / 100
+        if warmup
+        else config.train.fine_learning_rate,
+        decay_steps=max(1, steps - warmup),
+        warmup_target=config.train.fine_learning_rate if warmup else None,
+        warmup_steps=warmup,
     )
 
 

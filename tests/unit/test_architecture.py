@@ -11,32 +11,7 @@ from pathlib import Path
 import pipeline
 
 PACKAGE = Path(pipeline.__file__).parent
-# Lower layers never import higher ones (lazily inside a function neither). Within a layer,
-# modules may import each other, as long as no circle forms.
-LAYERS = [
-    (
-        "pipeline.atomic",
-        "pipeline.competitions",
-        "pipeline.locks",
-        "pipeline.native_logs",
-        "pipeline.registry",
-        "pipeline.tables",
-        "pipeline.metrics",
-    ),
-    ("pipeline.config",),
-    ("pipeline.run",),
-    ("pipeline.layout", "pipeline.kaggle_api"),
-    ("pipeline.acquire",),
-    ("pipeline.data",),
-    ("pipeline.model",),
-    ("pipeline.fit",),
-    ("pipeline.infer",),
-    ("pipeline.submit",),
-    ("pipeline.report",),
-    ("pipeline.kernel",),
-    ("pipeline.flow",),
-    ("pipeline.kernel.runner", "pipeline.demo", "pipeline.cli", "pipeline.__main__"),  # entry points
-]
+LAYERS = pipeline.LAYERS  # declared once, beside the package it describes
 
 
 def module_name(path: Path) -> str:

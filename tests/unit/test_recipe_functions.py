@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import TTA_VIEWS, duration, load_config
-from pipeline.fit.phases import fine_tune_schedule, fit_verbosity
+from pipeline.fit.phases import fit_verbosity
+from pipeline.fit.train import fine_tune_schedule
 from pipeline.infer.tta import VIEWS, parse_views
 from pipeline.model.backbones import block_of
 from pipeline.model.devices import choose_precision
