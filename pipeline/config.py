@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.atomic import write_text
 from pipeline.competitions import get_competition
-from pipeline.registry import BACKBONE_NAMES, BACKBONES, ENSEMBLES
+from pipeline.registry import BACKBONE_NAMES, BACKBONES, ENSEMBLES, Backbone
 
 KAGGLE_NOTEBOOK_ENV = "KAGGLE_KERNEL_RUN_TYPE"
 DEFAULT_COMPETITION = "dogs-vs-cats-redux-kernels-edition"
@@ -682,16 +682,32 @@ def validate(config: Config) -> Config:
     _check_ranges(config)
     _check_space(config.tune.space)
     backbone = BACKBONES[config.model.backbone]
-    if config.data.image_size < backbone.min_image_size:
-        raise ConfigError(
-            f"data.image_size = {config.data.image_size}: {backbone.name} needs at least "
-            f"{backbone.min_image_size} px"
-        )
+    check_image_size(backbone, config.data.image_size, "data.image_size")
+    if (missing := backbone.family_entry.missing()) is not None:
+        raise ConfigError(f"model.backbone = {backbone.name!r}: {missing}")
+    if (problem := backbone.weights_problem(config.model.weights)) is not None:
+        raise ConfigError(problem)
     if config.augment.crop > 0 and config.augment.where == "model":
         raise ConfigError("augment.crop needs augment.where = 'pipeline' (the model takes fixed-size images)")
     if not stack_sizes(config):
         raise ConfigError("stack.sizes is empty: give one image size at least, such as 160")
     return config
+
+
+def check_image_size(backbone: Backbone, size: int, setting_name: str) -> None:
+    """Refuse a size the backbone cannot take: under its smallest input, or (transformers) not a
+    multiple of its patch size."""
+    if size < backbone.min_image_size:
+        raise ConfigError(
+            f"{setting_name} = {size}: {backbone.name} needs at least {backbone.min_image_size} px"
+        )
+    if backbone.patch_size and size % backbone.patch_size:
+        below = size - size % backbone.patch_size
+        raise ConfigError(
+            f"{setting_name} = {size}: {backbone.name} cuts images into {backbone.patch_size}-px patches; "
+            f"use a multiple of {backbone.patch_size}, such as {max(below, backbone.patch_size)} or "
+            f"{below + backbone.patch_size}"
+        )
 
 
 def stack_backbones(config: Config) -> list[str]:
@@ -717,10 +733,12 @@ def check_stack(config: Config) -> None:
         if backbone is None or not backbone.pretrained:
             known = ", ".join(b.name for b in BACKBONES.values() if b.pretrained)
             raise ConfigError(f"stack.backbones has {name!r}: choose pretrained backbones among {known}")
-        if min(sizes) < backbone.min_image_size or max(sizes) > 4096:
-            raise ConfigError(
-                f"stack.sizes = {config.stack.sizes!r}: {name} needs sizes in [{backbone.min_image_size}, 4096]"
-            )
+        if max(sizes) > 4096:
+            raise ConfigError(f"stack.sizes = {config.stack.sizes!r}: {name} needs sizes up to 4096")
+        for size in sizes:
+            check_image_size(backbone, size, "stack.sizes")
+        if (missing := backbone.family_entry.missing()) is not None:
+            raise ConfigError(f"stack.backbones has {name!r}: {missing}")
 
 
 def resolve_config_file(name: str | Path) -> Path:
@@ -770,7 +788,8 @@ def load_config(
         return apply_settings(config, flags, "command line") if flags else config
 
     config = build(Config())
-    family = BACKBONES.get(config.model.backbone)
-    if family is not None and family.recipe:  # the backbone is known only once everything is read
-        config = build(apply_settings(Config(), dict(family.recipe), f"{family.name}'s recipe defaults"))
+    backbone = BACKBONES.get(config.model.backbone)
+    if backbone is not None and backbone.recipe_defaults:  # known only once everything is read
+        defaults = apply_settings(Config(), backbone.recipe_defaults, f"{backbone.name}'s recipe defaults")
+        config = build(defaults)
     return validate(config)

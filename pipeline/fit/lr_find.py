@@ -103,7 +103,7 @@ def find_learning_rates(
         classifier.model.set_weights(start)  # from the start: one head epoch at the suggestion
         compile_model(classifier.model, config, found["head"], num_classes=k, jit_compile=False)
         classifier.model.fit(dataset, epochs=1, verbose=0)
-        unfreeze_top_blocks(classifier.backbone, config.train.unfreeze)
+        unfreeze_top_blocks(classifier.backbone, config.train.unfreeze, classifier.spec)
         curves["fine"] = _range_test(classifier.model, dataset, config, steps, k)
         found["fine"] = suggestion(*curves["fine"])
     saved = {

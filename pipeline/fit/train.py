@@ -233,7 +233,7 @@ def fit_head(classifier: Classifier, context: TrainingContext) -> int:
 
 def unfreeze_model(classifier: Classifier, config: Config) -> None:
     """Make the top `train.unfreeze` blocks of the backbone trainable (BatchNormalization stays frozen)."""
-    blocks = unfreeze_top_blocks(classifier.backbone, config.train.unfreeze)
+    blocks = unfreeze_top_blocks(classifier.backbone, config.train.unfreeze, classifier.spec)
     print(f"phase fine: unfreezing {len(blocks)} block(s): {', '.join(blocks)}")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -24,7 +23,9 @@ from pipeline.fit.metrics import as_columns, scores
 from pipeline.infer.postprocess import average, choose_space, post_process
 from pipeline.infer.tta import parse_views, predict_views
 from pipeline.layout import NoModelsError
-from pipeline.model import classifier  # noqa: F401  (registers the custom layers that model.keras files use)
+from pipeline.model.classifier import load_trained_model
+from pipeline.model.families import family_of
+from pipeline.registry import get_backbone
 from pipeline.run import PostProcessing, Run
 
 
@@ -59,7 +60,7 @@ def member_predictions(
                 f"warning: discarding the damaged prediction cache {cache} ({type(error).__name__}); recomputing it"
             )
             cache.unlink()
-    model = keras.saving.load_model(member.model_path)
+    model = load_trained_model(member.model_path)
     validation_views = np.zeros((len(views), 0))
     if len(validation):
         by_id = index.train.set_index(index.train["id"].astype(str))
@@ -73,6 +74,7 @@ def member_predictions(
 def predict_run(config: Config, competition: Competition, index: ImageIndex, run: Run) -> Prediction:
     """Average every member model of `run` under every view, post-process on its validation
     predictions, and save the test predictions and the post-processing choices in the run."""
+    family_of(get_backbone(config.model.backbone))  # its layers registered: the saved models load
     members, refits = run.members(), run.refit_members()
     if not members:
         raise NoModelsError(f"{run.path} has no finished model: train it first.")

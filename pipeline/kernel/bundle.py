@@ -17,7 +17,13 @@ import zipfile
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.kernel.metadata import CODE_FILE, METADATA_FILE, build_metadata, validate_metadata
+from pipeline.kernel.metadata import (
+    CODE_FILE,
+    METADATA_FILE,
+    build_metadata,
+    check_weights_reachable,
+    validate_metadata,
+)
 
 MAX_SCRIPT_BYTES = 1 << 20
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the `pipeline` package folder
@@ -59,6 +65,7 @@ def render_script(config: Config) -> str:
 def build_bundle(config: Config, username: str, out_dir: Path) -> Path:
     """Write the script and kernel-metadata.json into `out_dir`, validated first in a folder beside
     it: a refused bundle leaves the previous one as it was; return the folder."""
+    check_weights_reachable(config)
     script = render_script(config)
     if len(script.encode()) > MAX_SCRIPT_BYTES:
         raise ValueError(

@@ -53,10 +53,31 @@ def build_metadata(config: Config, username: str) -> dict[str, Any]:
         "competition_sources": [config.competition],
         "dataset_sources": [d for d in (config.kernel.weights_dataset, config.kernel.state_dataset) if d],
         "kernel_sources": [],
-        "model_sources": [m.strip() for m in config.kernel.model_sources.split(",") if m.strip()],
+        "model_sources": model_sources(config),
         "keywords": [],
         # no docker_image: a TPU kernel given one runs on the CPU image
     }
+
+
+def model_sources(config: Config) -> list[str]:
+    """kernel.model_sources, and the Kaggle Model holding the backbone's preset when its weights
+    come from one (attached, the kernel needs no internet for them)."""
+    listed = [m.strip() for m in config.kernel.model_sources.split(",") if m.strip()]
+    spec = get_backbone(config.model.backbone)
+    if spec.model_source and config.model.weights == "imagenet":
+        listed.append(spec.model_source)
+    return list(dict.fromkeys(listed))
+
+
+def check_weights_reachable(config: Config) -> None:
+    """Refuse, before anything is written or uploaded, weights a kernel cannot reach: a preset
+    folder on this machine."""
+    spec = get_backbone(config.model.backbone)
+    if spec.family_entry.weights == "preset" and config.model.weights not in ("", "none", "imagenet"):
+        raise KernelMetadataError(
+            f"model.weights = {config.model.weights!r} is a folder on this machine, which a kernel cannot "
+            f"reach: push with --weights imagenet (the Kaggle Model {spec.model_source} is attached)"
+        )
 
 
 def time_budget(config: Config) -> float:
@@ -67,8 +88,12 @@ def time_budget(config: Config) -> float:
 def weights_route(config: Config) -> str:
     """One sentence: how the backbone's weights reach the kernel."""
     spec = get_backbone(config.model.backbone)
-    if not spec.pretrained or config.model.weights in ("", "none"):
-        return f"Weights: none needed ({spec.name}, weights {config.model.weights or 'none'})."
+    if not spec.pretrained:
+        return f"Weights: none needed ({spec.name} trains from scratch)."
+    if config.model.weights in ("", "none"):
+        return f"Weights: none ({spec.name} starts from random weights: --weights none)."
+    if spec.family_entry.weights == "preset":
+        return f"Weights: the Kaggle Model {spec.model_source} is attached to the kernel (model_sources)."
     if config.kernel.weights_dataset:
         return f"Weights: {spec.weights_file} from the attached dataset {config.kernel.weights_dataset}."
     if internet_enabled(config):

@@ -19,7 +19,7 @@ from pipeline.config import Config, apply_settings, internet_enabled, use_backen
 from pipeline.kernel.metadata import time_budget
 from pipeline.kernel.state import Progress, fail_running_trials, find_state, journal_trials, restore_state
 from pipeline.native_logs import load_tensorflow
-from pipeline.registry import get_backbone
+from pipeline.registry import Backbone, get_backbone
 
 KAGGLE_ROOT_ENV = "PIPELINE_KAGGLE_ROOT"
 SANDBOX_ENV = "PIPELINE_KERNEL_SANDBOX"  # set by the sandbox: a GPU/TPU push may run on its CPU
@@ -51,8 +51,10 @@ def find_weights(config: Config, input_dir: Path) -> str:
     internet on, else a KernelSetupError naming the file to attach."""
     spec = get_backbone(config.model.backbone)
     wanted = config.model.weights
-    if not spec.pretrained or wanted in ("", "none") or (wanted != "imagenet" and Path(wanted).is_file()):
+    if not spec.pretrained or wanted in ("", "none") or (wanted != "imagenet" and Path(wanted).exists()):
         return wanted
+    if spec.family_entry.weights == "preset":
+        return find_preset(spec, input_dir, internet_enabled(config))
     name = spec.weights_file if wanted == "imagenet" else Path(wanted).name
     found = sorted(input_dir.rglob(name)) if input_dir.is_dir() else []
     if found:
@@ -64,6 +66,26 @@ def find_weights(config: Config, input_dir: Path) -> str:
         f"no {name} under {input_dir} and the kernel has no internet: attach a dataset holding it "
         f"(--weights-dataset owner/slug; the file is keras.applications.{spec.constructor}'s notop "
         "weights), or push with --internet on (not allowed in code competitions), or --weights none."
+    )
+
+
+def find_preset(spec: Backbone, input_dir: Path, internet: bool) -> str:
+    """The attached Kaggle Model's folder holding `spec`'s preset (Kaggle mounts a model at
+    /kaggle/input/<model>/<framework>/<variation>/<version>/), 'imagenet' with internet on (kagglehub
+    downloads it), else a KernelSetupError naming the model to attach."""
+    found = sorted(
+        config.parent
+        for config in (input_dir.rglob("config.json") if input_dir.is_dir() else [])
+        if spec.constructor in config.parent.parts and (config.parent / "metadata.json").is_file()
+    )
+    if found:
+        print(f"Weights: keras-hub preset {found[0]} (the attached Kaggle Model)")
+        return str(found[0])
+    if internet:
+        return "imagenet"
+    raise KernelSetupError(
+        f"no {spec.constructor} preset under {input_dir} and the kernel has no internet: attach the Kaggle "
+        f"Model {spec.model_source} (kernel push does it with --weights imagenet), or push with --internet on."
     )
 
 

@@ -29,9 +29,10 @@ def keras_cache() -> Path:
 
 
 def wanted_backbones(config: Config) -> list[str]:
-    """The pretrained backbones the configuration trains or stacks, each once, in order."""
+    """The backbones the configuration trains or stacks whose weights are files (keras.applications'
+    notop .h5; presets come as Kaggle Models), each once, in order."""
     names = [config.model.backbone, *(b.strip() for b in config.stack.backbones.split(",") if b.strip())]
-    return [n for n in dict.fromkeys(names) if get_backbone(n).pretrained]
+    return [n for n in dict.fromkeys(names) if get_backbone(n).family_entry.weights == "file"]
 
 
 def find_weights_file(config: Config, backbone: str) -> Path:

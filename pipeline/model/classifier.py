@@ -5,30 +5,22 @@ Importing this module registers the project's own layers, so saved `model.keras`
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
-from keras import ops
 
 from pipeline.config import Config
 from pipeline.data.augment import build_augmenter
+from pipeline.model import layers  # noqa: F401  (registers the layers saved model.keras files use)
 from pipeline.model.backbones import build_feature_extractor
+from pipeline.model.families import family_of
 from pipeline.registry import Backbone, get_backbone
 
 BACKBONE_LAYER = "backbone"
 HEAD_DROPOUT = "head_dropout"
 OUTPUT = "prediction"
-IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-@keras.saving.register_keras_serializable(package="pipeline")
-class CaffePreprocessing(keras.layers.Layer):
-    """RGB pixels in [0, 255] -> BGR with the ImageNet mean subtracted: keras.applications'
-    "caffe" preprocess_input (VGG16), as a layer that saves with the model."""
-
-    def call(self, images: keras.KerasTensor) -> keras.KerasTensor:
-        mean = ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=images.dtype)
-        return ops.flip(images, axis=-1) - mean
 
 
 @dataclass
@@ -54,10 +46,8 @@ def build_classifier(config: Config, num_classes: int) -> Classifier:
     if config.augment.where == "model":  # random layers are active in training only
         augmenter = build_augmenter(config.augment, size, config.data.seed)
         x = x if augmenter is None else augmenter(x)
-    if spec.caffe:
-        x = CaffePreprocessing(name="preprocess")(x)
-    elif spec.scale != 1.0 or spec.offset != 0.0:
-        x = keras.layers.Rescaling(spec.scale, spec.offset, name="preprocess")(x)
+    preprocessing = family_of(spec).preprocessing(spec)
+    x = x if preprocessing is None else preprocessing(x)
     backbone = build_feature_extractor(spec, size, config.model.weights)
     backbone.name = BACKBONE_LAYER
     x = backbone(x, training=False) if spec.pretrained else backbone(x)
@@ -66,3 +56,13 @@ def build_classifier(config: Config, num_classes: int) -> Classifier:
     outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name=OUTPUT)(x)
     model = keras.Model(inputs, outputs, name=f"{spec.name.replace('-', '_')}_classifier")
     return Classifier(model, backbone, spec)
+
+
+def load_trained_model(path: Path) -> keras.Model:
+    """A saved classifier for inference: without its optimizer state (it only predicts), without
+    Keras' warning about the input structure of a nested keras-hub backbone, called by name."""
+    from pipeline.model.families import family_of  # noqa: F401  (families register their layers)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+        return keras.saving.load_model(path, compile=False)

@@ -269,11 +269,9 @@ def _metrics(page: Page, run: Run, metrics: list[dict], members: list[Run]) -> N
 
 
 def _load_model(member: Run):
-    import keras
+    from pipeline.model.classifier import load_trained_model
 
-    from pipeline.model import classifier  # noqa: F401  (registers the custom layers)
-
-    return keras.saving.load_model(member.model_path)
+    return load_trained_model(member.model_path)
 
 
 MAX_PROPERTY_IMAGES = 30_000  # images read for "what the errors have in common" (thumbnails: ~2 ms each)
@@ -375,13 +373,14 @@ def _model_section(page: Page, model, config: Config, out: Path) -> None:
     backbone = model.get_layer(BACKBONE_LAYER)
     total, in_backbone = model.count_params(), backbone.count_params()
     rows = [{"phase": "all weights", "trainable": total, "frozen": 0}]
-    if get_backbone(config.model.backbone).pretrained:
+    spec = get_backbone(config.model.backbone)
+    if spec.pretrained:
         rows.append(
             {"phase": "head (backbone frozen)", "trainable": total - in_backbone, "frozen": in_backbone}
         )
         if config.train.fine_epochs > 0:
             with contextlib.redirect_stdout(io.StringIO()):
-                unfreeze_top_blocks(backbone, config.train.unfreeze)
+                unfreeze_top_blocks(backbone, config.train.unfreeze, spec)
             trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
             rows.append(
                 {
@@ -429,13 +428,19 @@ def _inside(
         return
     chosen = validation[validation["id"].isin(images)].groupby("label").head(3)
     inputs = _model_inputs(config, [images[i] for i in chosen["id"]])
-    page.image(
-        "inside",
-        plots.feature_maps(inputs[0], feature_maps(model, inputs[0]), out / "feature_maps.png"),
-        "the input image, then its feature maps at four depths (each row on one colour scale)",
-    )
+    from pipeline.registry import get_backbone
+
+    maps = feature_maps(model, inputs[0], spec=get_backbone(config.model.backbone))
+    if maps:
+        page.image(
+            "inside",
+            plots.feature_maps(inputs[0], maps, out / "feature_maps.png"),
+            "the input image, then its feature maps at four depths (each row on one colour scale)",
+        )
+    else:
+        page.text("inside", "No feature maps: this backbone's features are a sequence of tokens.")
     try:
-        heat, predicted = gradcam(model, inputs)
+        heat, predicted = gradcam(model, inputs, spec=get_backbone(config.model.backbone))
     except NotImplementedError as error:
         page.text("inside", f"No Grad-CAM: {error} (rebuild this report with --backend tensorflow).")
         return

@@ -11,6 +11,8 @@ import numpy as np
 from keras import ops
 
 from pipeline.model.classifier import BACKBONE_LAYER, HEAD_DROPOUT, OUTPUT
+from pipeline.model.families.base import spatial_layers, widest_late_spatial_layer
+from pipeline.registry import Backbone
 
 
 def _preprocess(model: keras.Model, x: keras.KerasTensor) -> keras.KerasTensor:
@@ -18,11 +20,6 @@ def _preprocess(model: keras.Model, x: keras.KerasTensor) -> keras.KerasTensor:
     if "preprocess" in [layer.name for layer in model.layers]:
         return model.get_layer("preprocess")(x)
     return x
-
-
-def spatial_layers(backbone: keras.Model) -> list[str]:
-    """Names of the backbone's layers with an image-shaped (batch, h, w, channels) output, in order."""
-    return [layer.name for layer in backbone.layers[1:] if len(layer.output.shape) == 4]
 
 
 def first_conv_filters(model: keras.Model) -> np.ndarray | None:
@@ -33,30 +30,49 @@ def first_conv_filters(model: keras.Model) -> np.ndarray | None:
     return None
 
 
-def readable_name(backbone: keras.Model, name: str) -> str:
-    """A layer named for a reader: its block (from the backbone's naming, or its position among the
-    backbone's spatial layers when Keras generated the name) and its type."""
-    from pipeline.model.backbones import block_of
+def _blocks_by_layer(backbone: keras.Model, spec: Backbone | None) -> dict[str, str]:
+    """Each top-level layer's block as the backbone's family sees them (a layer without weights
+    belongs to the block of the layer before it); {} without a registry entry."""
+    if spec is None:
+        return {}
+    from pipeline.model.backbones import layer_blocks
 
+    assigned = {layer.name: block for layer, block in layer_blocks(backbone, spec)}
+    found, current = {}, None
+    for layer in backbone.layers:
+        current = assigned.get(layer.name, current)
+        if current is not None:
+            found[layer.name] = current
+    return found
+
+
+def readable_name(backbone: keras.Model, name: str, blocks: dict[str, str]) -> str:
+    """A layer named for a reader: its block (or its position among the backbone's spatial
+    layers) and its type."""
     names = spatial_layers(backbone)
     layer = backbone.get_layer(name)
-    where = block_of(name) or f"layer {names.index(name) + 1} of {len(names)}"
+    where = blocks.get(name) or f"layer {names.index(name) + 1} of {len(names)}"
     return f"{where} ({type(layer).__name__})"
 
 
-def feature_maps(model: keras.Model, image: np.ndarray, depths: int = 4) -> dict[str, np.ndarray]:
+def feature_maps(
+    model: keras.Model, image: np.ndarray, depths: int = 4, spec: Backbone | None = None
+) -> dict[str, np.ndarray]:
     """One image's activations at `depths` layers spread from the first to the last spatial layer,
-    keyed by a readable name (block and layer type)."""
+    keyed by a readable name (block, as `spec`'s family names them, and layer type)."""
     backbone = model.get_layer(BACKBONE_LAYER)
     names = spatial_layers(backbone)
+    if not names:
+        return {}
     picked = list(
         dict.fromkeys(names[round(i * (len(names) - 1) / max(depths - 1, 1))] for i in range(depths))
     )
     probe = keras.Model(backbone.input, [backbone.get_layer(n).output for n in picked])
     outputs = probe(_preprocess(model, ops.convert_to_tensor(image[None], dtype="float32")))
     outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+    blocks = _blocks_by_layer(backbone, spec)
     return {
-        readable_name(backbone, name): ops.convert_to_numpy(o)[0]
+        readable_name(backbone, name, blocks): ops.convert_to_numpy(o)[0]
         for name, o in zip(picked, outputs, strict=True)
     }
 
@@ -84,10 +100,15 @@ def _gradients_tensorflow(
 
 
 def gradcam(
-    model: keras.Model, images: np.ndarray, layer: str | None = None, target: int | None = None
+    model: keras.Model,
+    images: np.ndarray,
+    layer: str | None = None,
+    target: int | None = None,
+    spec: Backbone | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM heat maps (n, h, w) in [0, 1] over `layer` (default: the backbone's last spatial
-    layer at least 7 pixels across, as 7x7 in keras.applications networks at 224 px), and the class
+    """Grad-CAM heat maps (n, h, w) in [0, 1] over `layer` (default: the layer `spec`'s family
+    names; without one, the backbone's last spatial layer at least 7 pixels across, as 7x7 in
+    keras.applications networks at 224 px), and the class
     each map is for: the predicted class (or `target`). The score differentiated is that class's
     logit (for a sigmoid output, the logit for the positive class and its negative for the other),
     not a probability, which saturates: ReLU(sum_c mean_hw(d score / d A_c) * A_c).
@@ -100,10 +121,15 @@ def gradcam(
     if keras.backend.backend() != "tensorflow":
         raise NotImplementedError(f"Grad-CAM needs the TensorFlow backend, not {keras.backend.backend()}")
     backbone = model.get_layer(BACKBONE_LAYER)
-    names = spatial_layers(backbone)
-    sides = {n: backbone.get_layer(n).output.shape[1] or 0 for n in names}
-    wide = [n for n in names if sides[n] >= min(7, max(sides.values()))]
-    name = layer or wide[-1]
+    if layer is None and spec is not None:
+        from pipeline.model.families import family_of
+
+        layer = family_of(spec).spatial_layer(backbone)
+    name = layer or (widest_late_spatial_layer(backbone) if spec is None else None)
+    if name is None:
+        raise NotImplementedError(
+            "the backbone's features are a sequence of tokens, not a feature map: Grad-CAM has no map to weigh"
+        )
     inner = keras.Model(backbone.input, [backbone.get_layer(name).output, backbone.output])
     inputs = keras.Input(images.shape[1:])
     x = _preprocess(model, inputs)

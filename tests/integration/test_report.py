@@ -159,6 +159,8 @@ def test_feature_maps_are_named_by_block_and_drawn_beside_their_input(tmp_path: 
         environ={},
     )
     image = np.random.default_rng(0).uniform(0, 255, (96, 96, 3)).astype("float32")
-    maps = feature_maps(build_classifier(config, 2).model, image)
+    from pipeline.registry import get_backbone
+
+    maps = feature_maps(build_classifier(config, 2).model, image, spec=get_backbone("mobilenet-0.25"))
     assert list(maps) == ["stem (Conv2D)", "block4 (ReLU)", "block9 (ReLU)", "block13 (ReLU)"]
     assert plots.feature_maps(image, maps, tmp_path / "maps.png").stat().st_size > 1000

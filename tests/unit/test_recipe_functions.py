@@ -10,8 +10,8 @@ from pipeline.config import TTA_VIEWS, duration, load_config
 from pipeline.fit.phases import fit_verbosity
 from pipeline.fit.train import fine_tune_schedule
 from pipeline.infer.tta import VIEWS, parse_views
-from pipeline.model.backbones import block_of
 from pipeline.model.devices import choose_precision
+from pipeline.model.families.applications import block_of
 
 
 @pytest.mark.parametrize(
@@ -90,8 +90,9 @@ def test_unfreeze_takes_a_fraction_up_to_all_or_a_count(amount: float, expected:
     from pipeline.model.backbones import build_feature_extractor, unfreeze_top_blocks
     from pipeline.registry import get_backbone
 
-    backbone = build_feature_extractor(get_backbone("mobilenet-0.25"), 32, "none")
-    unfrozen = unfreeze_top_blocks(backbone, amount)
+    spec = get_backbone("mobilenet-0.25")
+    backbone = build_feature_extractor(spec, 32, "none")
+    unfrozen = unfreeze_top_blocks(backbone, amount, spec)
     assert len(unfrozen) == expected  # MobileNet v1: stem and block1 .. block13
     trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
