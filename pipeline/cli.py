@@ -101,7 +101,15 @@ def add_config_flags(
             groups[spec.section] = parser.add_argument_group(title + section_title(spec.section))
         target = groups[spec.section] if shown else parser
         allowed = f", {spec.within.describe()}" if spec.within else ""
-        text = f"{spec.help} ({spec.key}, default: {spec.default!r}{allowed})" if shown else argparse.SUPPRESS
+        recipes = "".join(
+            f"; {value!r} for {', '.join(names)}"
+            for value, names in recipe_defaults().get(spec.key, {}).items()
+        )
+        text = (
+            f"{spec.help} ({spec.key}, default: {spec.default!r}{recipes}{allowed})"
+            if shown
+            else argparse.SUPPRESS
+        )
         if spec.kind is bool:
             target.add_argument(
                 spec.flag, dest=spec.key, action=argparse.BooleanOptionalAction, default=None, help=text
@@ -120,6 +128,18 @@ def add_config_flags(
             metavar=None if choices and not long_list else spec.name.split("_")[-1].upper(),
             help=text,
         )
+
+
+def recipe_defaults() -> dict[str, dict[object, list[str]]]:
+    """Setting -> value -> the backbones whose recipe (their family's, then their own) sets it: the
+    defaults that apply for them, shown in --help beside the code's."""
+    from pipeline.registry import BACKBONES
+
+    found: dict[str, dict[object, list[str]]] = {}
+    for name, backbone in BACKBONES.items():
+        for key, value in backbone.recipe_defaults.items():
+            found.setdefault(key, {}).setdefault(value, []).append(name)
+    return found
 
 
 def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -161,6 +161,13 @@ def _is_transient(error: BaseException) -> bool:
     )
 
 
+def upload_failed_message(api_class: type) -> str:
+    """The message the official client answers a failed upload with: a constant of KaggleApi from
+    kaggle 2.2.2 on, the same text written inline before (kaggle 2.2.1, which keras-hub's pins
+    resolve to)."""
+    return getattr(api_class, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", "Could not submit to competition")
+
+
 class KaggleGateway:
     """The few Kaggle API calls the pipeline makes, with clear errors and bounded retries."""
 
@@ -278,7 +285,7 @@ class KaggleGateway:
         )
         text = getattr(response, "message", "") or ""
         ref = getattr(response, "ref", 0) or 0
-        if text == KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE or not ref:
+        if text == upload_failed_message(KaggleApi) or not ref:
             raise SubmissionUploadError(
                 f"Kaggle did not accept {path.name} ({text or 'no submission reference returned'}); "
                 "the file is kept: run `make submit` again later."

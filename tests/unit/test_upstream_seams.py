@@ -1,4 +1,4 @@
-"""The three private upstream APIs the pipeline relies on, each used in one place: these tests fail
+"""The private upstream APIs the pipeline relies on, each used in one place: these tests fail
 loudly, with what changed, when an upgrade of Keras, kagglesdk or requests moves them."""
 
 from __future__ import annotations
@@ -30,6 +30,21 @@ def test_kagglesdk_still_reads_the_endpoint_table_the_sandbox_sets() -> None:
         assert kaggle_env.get_endpoint(kaggle_env.KaggleEnv.PROD) == "http://127.0.0.1:1"
     finally:
         table[kaggle_env.KaggleEnv.PROD] = original
+
+
+def test_the_clients_failed_upload_message_is_the_one_the_adapter_checks(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", "seam-test")  # importing `kaggle` signs in: any name will do
+    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
+    from kaggle.api import kaggle_api_extended
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    from pipeline.kaggle_api import upload_failed_message
+
+    source = inspect.getsource(kaggle_api_extended.KaggleApi.competition_submit)
+    expected = upload_failed_message(KaggleApi)
+    assert expected in source or "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE" in source, (
+        "the official client answers a failed upload otherwise: see pipeline.kaggle_api.upload_failed_message"
+    )
 
 
 def test_requests_adapters_still_take_a_timeout_per_send() -> None:
