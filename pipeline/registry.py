@@ -173,6 +173,7 @@ def _hub(
 HUB_BACKBONES = (
     _hub("dinov2-small", "dinov2_small", "dinov2", 1, "DINOV2Backbone", size=28, patch=14),
     _hub("dinov2-base", "dinov2_base", "dinov2", 1, "DINOV2Backbone", size=28, patch=14),
+    _hub("dinov3-small", "dinov3_vit_small_lvd1689m", "dinov3", 1, "DINOV3Backbone", size=32, patch=16),
     _hub("vit-base16", "vit_base_patch16_224_imagenet", "vit", 4, "ViTBackbone", patch=16),
     _hub("hub-efficientnet-b0", "efficientnet_b0_ra_imagenet", "efficientnet", 2, "EfficientNetBackbone"),
     _hub(
