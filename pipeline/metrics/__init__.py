@@ -6,7 +6,7 @@ reads a metric here: one implementation of each metric in the project.
 
 from __future__ import annotations
 
-from pipeline.metrics import accuracy, f1, log_loss, mcc, qwk, roc_auc
+from pipeline.metrics import accuracy, balanced_accuracy, f1, log_loss, mcc, qwk, roc_auc
 from pipeline.metrics.base import EPSILON, Metric
 
 METRICS: dict[str, Metric] = {
@@ -14,6 +14,7 @@ METRICS: dict[str, Metric] = {
     for metric in (
         log_loss.METRIC,
         accuracy.METRIC,
+        balanced_accuracy.METRIC,
         roc_auc.METRIC,
         f1.BINARY,
         f1.MICRO,
