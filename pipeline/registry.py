@@ -238,6 +238,7 @@ ENSEMBLES: dict[str, str] = {
     "weighted": "pipeline.infer.ensembles.weighted",  # probabilities, weights of least OOF log loss
     "rank": "pipeline.infer.ensembles.rank",  # ranks, weights chosen greedily on the metric (ROC AUC)
     "greedy": "pipeline.infer.ensembles.greedy",  # Caruana's forward selection on the metric
+    "geometric": "pipeline.infer.ensembles.geometric",  # weighted geometric mean, weights chosen greedily
 }
 
 
