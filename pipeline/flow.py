@@ -138,6 +138,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
 
     competition = get_competition(config.competition)
     require_writable(layout.competition_dir(config), layout.competition_runs(config))
+    require_weights(config)
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     competition = found.resolve(competition)
@@ -147,6 +148,11 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     )  # a run to take labels from that is missing: refused now
     config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
+    from pipeline.model.families import family_of
+    from pipeline.registry import get_backbone
+
+    spec = get_backbone(config.model.backbone)
+    print(family_of(spec).describe_weights(spec, config.model.weights))
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.refit import train_refits
     from pipeline.fit.train import train_holdout
@@ -163,6 +169,28 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     if report_after:
         report(config, run)
     return run
+
+
+def require_weights(config: Config) -> None:
+    """Before any folder is made or TensorFlow loads: a weights file that is not there is refused,
+    and a frozen head phase on a backbone of random weights is said to learn little."""
+    from pathlib import Path
+
+    from pipeline.config import ConfigError
+    from pipeline.registry import get_backbone
+
+    spec, weights = get_backbone(config.model.backbone), config.model.weights
+    local = spec.family_entry.weights == "file" and weights not in ("", "none", "imagenet")
+    if local and not Path(weights).is_file():
+        raise ConfigError(
+            f"model.weights = {weights!r}: no such file. Pass {spec.weights_file} (the notop weights of "
+            f"{spec.name}), 'imagenet' (downloaded by Keras) or 'none'."
+        )
+    if spec.pretrained and weights in ("", "none") and config.train.head_epochs > 0:
+        print(
+            f"warning: {spec.name} has no pretrained weights here (--weights none): the head phase trains on a "
+            "frozen backbone of random features and learns little; pass --weights imagenet or a weights file"
+        )
 
 
 def lr_find(config: Config) -> dict[str, float]:

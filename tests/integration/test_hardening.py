@@ -281,3 +281,19 @@ def test_a_read_only_runs_root_is_refused_before_any_work(
     error = capsys.readouterr().err
     assert "Traceback" not in error and str(runs) in error
     assert not (tmp_path / "data").exists()  # nothing was unpacked or indexed first
+
+
+def test_a_missing_weights_file_is_refused_before_any_folder_or_tensorflow(
+    tmp_path: Path, demo_archive_dir: Path
+) -> None:
+    from pipeline.config import ConfigError
+
+    config = tiny_config(
+        tmp_path,
+        paths__input_root=str(demo_archive_dir.parent),
+        model__backbone="mobilenet-0.25",
+        model__weights=str(tmp_path / "mobilenet_2_5_224_tf_no_top.h5"),
+    )
+    with pytest.raises(ConfigError):
+        flow.train(config)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "dogs-vs-cats-demo").exists()
