@@ -306,6 +306,8 @@ def submit(config: Config, file: Path | None = None, force: bool = False) -> int
     from pipeline.kaggle_api import KaggleGateway
     from pipeline.submit.upload import latest_submission_or_explain, submit_file
 
+    if file is not None and not file.is_file():  # before anything about the competition's data
+        raise FileNotFoundError(f"{file} does not exist: pass the submission CSV to upload with --file")
     competition = with_indexed_classes(config, get_competition(config.competition))
     require_writable(layout.submissions_dir(config))  # the ledger
     chosen = file or latest_submission_or_explain(config)
@@ -364,15 +366,18 @@ def blend(config: Config, runs: list[str]) -> Path:
     """Blend finished runs with weights fit on their out-of-fold predictions; write the validated
     submission CSV and return its path."""
     from pipeline.acquire.index import prepare_index, sample_submission
+    from pipeline.infer.blend import BlendError, find_runs
     from pipeline.infer.blend import blend as blend_runs
-    from pipeline.infer.blend import find_runs
     from pipeline.submit.upload import write_run_submission
 
+    if len(runs) < 2:  # before anything about the competition's data
+        raise BlendError("blend needs two finished runs at least: --runs A,B (make blend RUNS=A,B)")
     competition = get_competition(config.competition)
     require_writable(layout.competition_runs(config), layout.submissions_dir(config))
+    runs_found = find_runs(config, runs)
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
-    result = blend_runs(config, competition, find_runs(config, runs))
+    result = blend_runs(config, competition, runs_found)
     sample = sample_submission(config, competition)
     return write_run_submission(
         config, competition, result.run.name, result.test, sample, found.train["label"]

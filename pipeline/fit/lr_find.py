@@ -81,7 +81,7 @@ def _range_test(
 ) -> tuple[list[float], list[float]]:
     test = RangeTest(steps)
     compile_model(model, config, LOW, num_classes=num_classes, jit_compile=False)
-    model.fit(dataset.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[test], verbose=0)
+    model.fit(dataset.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[test], verbose=0, shuffle=False)
     return test.rates, test.losses
 
 
@@ -102,7 +102,7 @@ def find_learning_rates(
     if classifier.spec.pretrained:
         classifier.model.set_weights(start)  # from the start: one head epoch at the suggestion
         compile_model(classifier.model, config, found["head"], num_classes=k, jit_compile=False)
-        classifier.model.fit(dataset, epochs=1, verbose=0)
+        classifier.model.fit(dataset, epochs=1, verbose=0, shuffle=False)  # tf.data shuffles
         unfreeze_top_blocks(classifier.backbone, config.train.unfreeze, classifier.spec)
         curves["fine"] = _range_test(classifier.model, dataset, config, steps, k)
         found["fine"] = suggestion(*curves["fine"])

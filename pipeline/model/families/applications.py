@@ -5,6 +5,7 @@ layer names keras.applications gives."""
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -49,6 +50,13 @@ class Applications:
             "pooling": "avg",
             **dict(spec.options),
         }
+        with warnings.catch_warnings():  # "input_shape is undefined ... not in [128, 160, 192, 224]"
+            warnings.simplefilter("ignore", UserWarning)
+            return self._build(spec, constructor, kwargs, weights)
+
+    def _build(
+        self, spec: Backbone, constructor: Callable[..., keras.Model], kwargs: dict, weights: str
+    ) -> keras.Model:
         if weights == "imagenet":
             try:
                 return constructor(weights="imagenet", **kwargs)
