@@ -238,6 +238,12 @@ def resolve_auto_rates(config: Config) -> Config:
     )
 
 
+def _say_which(config: Config, run: Run) -> None:
+    """One line naming the run a command took by itself (no --run given)."""
+    if not config.predict.run:
+        print(f"Run {run.name}: the newest finished run of {config.competition} (--run NAME for another).")
+
+
 RUN_INPUTS = ("model.backbone", "data.image_size", "data.resize_mode")  # fixed when a run is trained
 
 
@@ -265,7 +271,9 @@ def with_run_inputs(config: Config, run: Run) -> Config:
 
 def report(config: Config, run: Run | None = None) -> Path:
     """Write the run's report.html (`predict.run`, else the newest finished run); return its path."""
-    run = run or layout.require_run(config)
+    if run is None:
+        run = layout.require_run(config)
+        _say_which(config, run)
     require_writable(run.path)
     config = with_run_inputs(config, run)
     load_tensorflow()
@@ -284,6 +292,7 @@ def predict(config: Config) -> Path:
 
     competition = get_competition(config.competition)
     run = layout.require_run(config)  # both checked before TensorFlow loads
+    _say_which(config, run)
     require_writable(layout.competition_dir(config), run.path, layout.submissions_dir(config))
     config = with_run_inputs(config, run)
     found = prepare_index(config, competition)

@@ -109,14 +109,15 @@ def holdout_run_dir(config: Config) -> Path:
 
 
 def find_run(config: Config) -> Run | None:
-    """The run to predict with: `predict.run` if set, else the newest finished run (k-fold or holdout)
-    of the configured run name; None when there is none."""
+    """The run to predict with: `predict.run` if set, else the competition's newest finished run,
+    whatever backbone and size made it (flags need not be repeated); None when there is none."""
     if config.predict.run:
         chosen = Run(competition_runs(config) / config.predict.run)
         return chosen if chosen.has_finished_models else None
-    finished = [
-        r for r in (Run(kfold_run_dir(config)), Run(holdout_run_dir(config))) if r.has_finished_models
-    ]
+    runs = competition_runs(config)
+    finished = (
+        [Run(d) for d in runs.glob("*") if d.is_dir() and Run(d).has_finished_models] if runs.is_dir() else []
+    )
     return max(finished, key=Run.finished_at) if finished else None
 
 
@@ -134,11 +135,11 @@ def require_run(config: Config) -> Run:
     run = find_run(config)
     if run is not None:
         return run
-    wanted = config.predict.run or f"{run_name(config)} (k-fold) or {run_name(config)}{HOLDOUT_SUFFIX}"
     others = finished_runs(config)
     hint = f" Finished runs: {', '.join(others)} (choose one with --run NAME)." if others else ""
+    wanted = f"run {config.predict.run}" if config.predict.run else "finished run"
     raise NoModelsError(
-        f"no finished run {wanted} in {competition_runs(config)}: run `make train` "
+        f"no {wanted} in {competition_runs(config)}: run `make train` "
         f"(or `python -m pipeline train --holdout`) first.{hint}"
     )
 
@@ -228,13 +229,11 @@ def submission_run(path: Path, competition: str) -> str | None:
 
 
 def latest_submission(config: Config) -> Path | None:
-    """The newest submission file of the configured run (k-fold or holdout, or `predict.run`)."""
-    runs = (
-        {config.predict.run} if config.predict.run else {run_name(config), run_name(config) + HOLDOUT_SUFFIX}
-    )
+    """The competition's newest submission file (of `predict.run` when it is set)."""
     found = [
         p
         for p in submissions_dir(config).glob(f"{config.competition}-*.csv")
-        if submission_run(p, config.competition) in runs
+        if (run := submission_run(p, config.competition)) is not None
+        and (not config.predict.run or run == config.predict.run)
     ]
     return max(found, key=lambda p: (_STAMP.search(p.name).group(1), p.stat().st_mtime)) if found else None

@@ -60,13 +60,16 @@ def write_run_submission(
 
 
 def latest_submission_or_explain(config: Config) -> Path:
-    """The newest submission file of the configured run, or a FileNotFoundError saying what to run."""
+    """The competition's newest submission file (of `predict.run` if set), or a FileNotFoundError
+    saying what to run; says which file it took."""
     found = layout.latest_submission(config)
     if found is None:
+        of = f"of run {config.predict.run} " if config.predict.run else ""
         raise FileNotFoundError(
-            f"no submission of run {config.predict.run or layout.run_name(config)} in "
-            f"{layout.submissions_dir(config)}: run `make predict` first, or pass --file."
+            f"no submission {of}of {config.competition} in {layout.submissions_dir(config)}: run `make predict` "
+            "first, or pass --file."
         )
+    print(f"Submitting {found.name}, the newest submission of {config.competition} (--file for another).")
     return found
 
 

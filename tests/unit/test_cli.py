@@ -82,7 +82,7 @@ def test_bad_names_fail_before_any_work(tmp_path: Path, capsys) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["run.toml"]  # nothing was unpacked or created
 
 
-def test_predict_without_a_finished_run_says_what_to_run(tmp_path: Path, capsys) -> None:
+def test_predict_takes_the_newest_finished_run_or_says_what_to_run(tmp_path: Path) -> None:
     from pipeline import layout
     from pipeline.config import load_config
     from pipeline.layout import NoModelsError, require_run
@@ -90,11 +90,15 @@ def test_predict_without_a_finished_run_says_what_to_run(tmp_path: Path, capsys)
     config = load_config(
         overrides={"paths.runs_root": str(tmp_path), "model.backbone": "small-cnn"}, environ={}
     )
+    with pytest.raises(NoModelsError, match="train --holdout"):
+        require_run(config)
     other = layout.competition_runs(config) / "resnet50v2-224px-holdout"
     other.mkdir(parents=True)
     (other / "metrics.json").write_text("{}")
-    with pytest.raises(NoModelsError, match=r"train --holdout.*Finished runs: resnet50v2-224px-holdout"):
-        require_run(config)
+    assert require_run(config).path == other  # whatever backbone made it: flags need not be repeated
+    chosen = load_config(overrides={"paths.runs_root": str(tmp_path), "predict.run": "missing"}, environ={})
+    with pytest.raises(NoModelsError, match="Finished runs: resnet50v2-224px-holdout"):
+        require_run(chosen)
 
 
 def test_tuned_parameters_apply_under_explicit_flags(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_the_newest_finished_run_is_found_kfold_or_holdout(tmp_path: Path) -> No
     assert layout.finished_runs(config) == [kfold.name, holdout.name]
 
 
-def test_the_latest_submission_is_of_the_configured_run(tmp_path: Path) -> None:
+def test_the_latest_submission_is_the_competitions_newest_or_of_the_chosen_run(tmp_path: Path) -> None:
     config = config_at(tmp_path)
     folder = tmp_path / "submissions"
     folder.mkdir()
@@ -82,14 +82,9 @@ def test_the_latest_submission_is_of_the_configured_run(tmp_path: Path) -> None:
     other = folder / "dogs-vs-cats-resnet50v2-224px-20261125T110000Z.csv"
     for path in (older, newer, other):
         path.write_text("id,label\n")
-    assert layout.latest_submission(config) == newer
-    assert (
-        layout.latest_submission(
-            config_at(tmp_path, **{"model.backbone": "resnet50v2", "data.image_size": 224})
-        )
-        == other
-    )
-    assert layout.latest_submission(config_at(tmp_path, **{"data.image_size": 96})) is None
+    assert layout.latest_submission(config) == other  # whatever backbone made it
+    assert layout.latest_submission(config_at(tmp_path, **{"predict.run": "small-cnn-64px-holdout"})) == newer
+    assert layout.latest_submission(config_at(tmp_path, **{"predict.run": "small-cnn-96px"})) is None
 
 
 def test_no_other_module_joins_the_data_runs_or_submissions_roots() -> None:
