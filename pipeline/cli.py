@@ -34,20 +34,19 @@ EVERY_SECTION = (
     "stack",
     "blend",
 )
-RUN_NAME = ("", "paths", "data", "model", "train", "predict")  # what names and finds a run
 SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "download": ("", "paths", "data"),
     "index": ("", "paths", "data"),
     "preview": ("", "paths", "data", "augment"),
     "train": ("", "paths", "data", "augment", "model", "train"),
-    "predict": RUN_NAME,
+    "predict": ("", "paths", "predict", "data.batch_size", "data.cache"),
     "tune": ("", "paths", "data", "augment", "model", "train", "tune"),
-    "submit": RUN_NAME,
-    "report": RUN_NAME,
+    "submit": ("", "paths", "predict.run"),
+    "report": ("", "paths", "predict.run"),
     "leaderboard": ("", "paths"),
     "stack": ("", "paths", "data", "model", "train", "stack"),
     "lr-find": ("", "paths", "data", "augment", "model", "train"),
-    "blend": ("", "paths", "train", "blend"),
+    "blend": ("", "paths", "train.run_name", "blend"),
     "kernel status": ("", "paths", "kernel"),
     "weights-dataset": ("", "paths", "model", "stack", "kernel"),
     "describe-competition": ("paths",),
@@ -76,7 +75,8 @@ def add_config_flags(
     parser: argparse.ArgumentParser, sections: tuple[str, ...] = EVERY_SECTION, show_all: bool = False
 ) -> None:
     """--config, --params, --verbose and one flag per declared setting, in one --help group per
-    section; the flags of sections outside `sections` are accepted but not shown (unless `show_all`)."""
+    section; `sections` names the sections (or single dotted settings) the command reads: the other
+    flags are accepted but not shown (unless `show_all`)."""
     files = parser.add_argument_group("configuration files and output")
     files.add_argument(
         "--config",
@@ -95,7 +95,7 @@ def add_config_flags(
     for spec in settings():
         if spec.kind is dict:  # tables (tune.space) are set in TOML files only
             continue
-        shown = show_all or spec.section in sections
+        shown = show_all or spec.section in sections or spec.key in sections
         if shown and spec.section not in groups:
             title = f"[{spec.section}] " if spec.section else ""
             groups[spec.section] = parser.add_argument_group(title + section_title(spec.section))
@@ -213,7 +213,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    """Validate the newest submission CSV of the run (or --file) and upload it through the Kaggle API."""
+    """Validate the newest submission CSV of the competition (or --file) and upload it through the Kaggle API."""
     from pipeline import flow
 
     flow.submit(config_from_args(args), Path(args.file) if args.file else None, force=args.force)
@@ -386,7 +386,7 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     command("predict", cmd_predict)
     command("tune", cmd_tune).add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     submit = command("submit", cmd_submit)
-    submit.add_argument("--file", help="submission CSV to upload (default: the newest of the run)")
+    submit.add_argument("--file", help="submission CSV to upload (default: the competition's newest)")
     submit.add_argument(
         "--force", action="store_true", help="upload even if the same content was submitted before"
     )
