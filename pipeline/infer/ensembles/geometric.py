@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import special
 
 from pipeline.infer.ensembles.base import Selection
 from pipeline.infer.postprocess import logit, softmax
@@ -27,7 +28,7 @@ class Geometric:
         if predictions.ndim == 3:
             logs = np.log(np.clip(predictions, EPSILON, 1.0))
             return softmax(np.tensordot(weights, logs, axes=1))
-        return 1.0 / (1.0 + np.exp(-np.tensordot(weights, logit(predictions), axes=1)))
+        return special.expit(np.tensordot(weights, logit(predictions), axes=1))
 
 
 METHOD = Geometric()
