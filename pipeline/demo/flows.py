@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline import flow, layout
 from pipeline.competitions import get_competition
 from pipeline.config import Config, apply_settings, validate
+from pipeline.run import REPORT_PAGE
 
 
 def served_archives(config: Config) -> dict[str, Path]:
@@ -56,8 +57,11 @@ def kernel_demo(config: Config) -> None:
         print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
         flow.kernel_push(config)
         flow.kernel_status(config, wait=True)
-        flow.kernel_output(config, submit_it=True)
+        outputs = flow.kernel_output(config, submit_it=True)
         flow.leaderboard(config)
+    pages = sorted(outputs.rglob(REPORT_PAGE))
+    if pages:
+        print(f"The kernel's report: {pages[-1]}")
 
 
 def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:

@@ -188,6 +188,7 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
 
     oof, test_parts, rows, strengths = np.zeros((len(labels), k) if k > 2 else len(labels)), [], [], []
     for fold in range(config.train.folds):
+        started = time.perf_counter()
         inside = folds != fold  # the fold's training side, and the pseudo-labelled test images
         x = np.concatenate([train_x[inside], pseudo_x])
         y = np.concatenate([labels[inside], pseudo_y])
@@ -197,6 +198,11 @@ def fit_stack(config: Config, competition: Competition, index: ImageIndex) -> St
         test_parts.append(probabilities(fit, test_x))
         strengths.append(chosen_c(fit))
         rows.append({"fold": str(fold), **scores(labels[folds == fold], oof[folds == fold])})
+        print(
+            f"stack fold {fold + 1}/{config.train.folds}: C {strengths[-1]:.3g}, {competition.metric} "
+            f"{rows[-1][competition.metric]:.4f} ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     rows.append({"fold": "all", **scores(labels, oof)})
     ids = index.train["id"].astype(str).to_numpy()
     run.save_config(config)

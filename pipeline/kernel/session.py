@@ -171,11 +171,13 @@ def status(
     """The status of the latest pushed version; with `wait`, poll with backoff until it ends.
     A kernel that ended in ERROR raises KernelError with Kaggle's failure message."""
     pushed = last_push(config)
-    delay = first_delay
+    delay, started = first_delay, time.monotonic()
     while True:
         state, failure = gateway.kernel_status(pushed["id"], pushed["version"])
+        elapsed = f", {time.monotonic() - started:.0f} s since the first look" if wait else ""
         print(
-            f"{pushed['id']} version {pushed['version']}: {state}" + (f" ({failure})" if failure else ""),
+            f"{pushed['id']} version {pushed['version']}: {state}{elapsed}"
+            + (f" ({failure})" if failure else ""),
             flush=True,
         )
         if not wait or state in FINAL:
