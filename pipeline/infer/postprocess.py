@@ -168,16 +168,40 @@ def post_process(
     }
     if submission_kind in ("probability", "class_probabilities"):  # scored as probabilities
         if entry.postprocessing != "clip":  # the ranking is what counts: left as it is
-            return PostProcessing(**common), {"probability": test}
+            chosen = PostProcessing(**common)
+            return chosen, apply_postprocessing(chosen, submission_kind, test)
         c, loss = choose_clip(oof, labels)
         scores = {**binary_scores(labels, clip(oof, max(c, EPSILON))), "log_loss": loss}
-        return PostProcessing(**common, clip=c, oof_with_tta_and_clip=scores), {"probability": clip(test, c)}
+        chosen = PostProcessing(**common, clip=c, oof_with_tta_and_clip=scores)
+        return chosen, apply_postprocessing(chosen, submission_kind, test)
     threshold, _ = choose_threshold(oof, labels, entry)
     at = binary_scores(labels, oof, threshold)
     chosen = PostProcessing(
         **common, threshold=threshold, oof_accuracy_at_threshold=at["accuracy"], oof_with_threshold=at
     )
-    return chosen, {"probability": test, "label": (test >= threshold).astype(int)}
+    return chosen, apply_postprocessing(chosen, submission_kind, test)
+
+
+def apply_postprocessing(
+    chosen: PostProcessing, submission_kind: str, predictions: np.ndarray
+) -> dict[str, np.ndarray]:
+    """What `chosen` does to averaged predictions (the test set's, or any image's): the columns
+    probability (p0, p1, ... for many classes) and label. One implementation for predict, its
+    submission and `classify`."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if predictions.ndim == 2:
+        calibrated = (
+            predictions if chosen.temperature is None else with_temperature(predictions, chosen.temperature)
+        )
+        columns = {**as_columns(calibrated), "label": calibrated.argmax(axis=1)}
+        if chosen.cut_points and submission_kind in ("label", "class_name"):
+            columns["label"] = with_cut_points(calibrated, chosen.cut_points)
+        return columns
+    if chosen.clip is not None:
+        return {"probability": clip(predictions, chosen.clip)}
+    if chosen.threshold is not None:
+        return {"probability": predictions, "label": (predictions >= chosen.threshold).astype(int)}
+    return {"probability": predictions}
 
 
 def post_process_multiclass(
@@ -194,7 +218,7 @@ def post_process_multiclass(
     averaged = multiclass_scores(labels, oof)
     common = {"oof_single_view": averaged, **common, "oof_with_tta": averaged}
     if metric.many_postprocessing == "none":
-        chosen, calibrated = PostProcessing(**common), np.asarray(test, dtype=np.float64)
+        chosen = PostProcessing(**common)
     else:
         temperature, _ = choose_temperature(oof, labels)
         chosen = PostProcessing(
@@ -202,11 +226,8 @@ def post_process_multiclass(
             temperature=temperature,
             oof_with_tta_and_temperature=multiclass_scores(labels, with_temperature(oof, temperature)),
         )
-        calibrated = with_temperature(test, temperature)
-    columns = {**as_columns(calibrated), "label": calibrated.argmax(axis=1)}
     if submission_kind in ("label", "class_name") and metric.many_postprocessing == "cut_points":
         cuts, score = choose_cut_points(oof, labels, metric)
         if cuts is not None:
             chosen = dataclasses.replace(chosen, cut_points=cuts, oof_with_cut_points={metric.name: score})
-            columns["label"] = with_cut_points(calibrated, cuts)
-    return chosen, columns
+    return chosen, apply_postprocessing(chosen, submission_kind, test)
