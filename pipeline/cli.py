@@ -43,6 +43,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "tune": ("", "paths", "data", "augment", "model", "train", "tune"),
     "submit": ("", "paths", "predict.run"),
     "report": ("", "paths", "predict.run"),
+    "classify": ("", "paths", "predict.run"),
     "leaderboard": ("", "paths"),
     "stack": ("", "paths", "data", "model", "train", "stack"),
     "lr-find": ("", "paths", "data", "augment", "model", "train"),
@@ -217,6 +218,13 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from pipeline import flow
 
     flow.submit(config_from_args(args), Path(args.file) if args.file else None, force=args.force)
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    """What is in these photos: each file's (or folder's files') class and probability from a run's whole ensemble."""
+    from pipeline import flow
+
+    flow.classify(config_from_args(args), [Path(p) for p in args.photos])
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -397,6 +405,7 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     )
     command("leaderboard", cmd_leaderboard)
     command("report", cmd_report)
+    command("classify", cmd_classify).add_argument("photos", nargs="+", help="image files or folders of them")
     command("demo", cmd_demo)
     command("kernel-demo", cmd_kernel_demo)
     command("kernel-resume-demo", cmd_kernel_resume_demo)

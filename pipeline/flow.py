@@ -29,6 +29,8 @@ from pipeline.run import Run
 PLACEHOLDER_USERNAME = "your-kaggle-username"  # in a bundle built without credentials
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from pipeline.acquire.index import ImageIndex
 
 
@@ -305,6 +307,30 @@ def predict(config: Config) -> Path:
     prediction = predict_run(config, competition, found, run)
     sample = sample_submission(config, competition)
     return write_run_submission(config, competition, run.name, prediction.test, sample, found.train["label"])
+
+
+def classify(config: Config, photos: list[Path]) -> pd.DataFrame:
+    """What is in each photo (files, or folders of them): the class and its probability from the
+    run's whole ensemble with its TTA views and post-processing (`predict.run`, else the
+    competition's newest finished run), as `predict` would give them; printed and returned."""
+    from pipeline.acquire.index import with_indexed_classes
+
+    competition = with_indexed_classes(config, get_competition(config.competition))
+    run = layout.require_run(config)
+    _say_which(config, run)
+    config = with_run_inputs(config, run)
+    load_tensorflow()
+    from pipeline.infer.classify import classify_images, image_files
+
+    paths, problems = image_files(photos)
+    for problem in problems:
+        print(f"skipped {problem}")
+    if not paths:
+        raise FileNotFoundError(f"no image to classify among {', '.join(map(str, photos))}")
+    found = classify_images(config, competition, run, paths)
+    for path, name, probability in zip(found["path"], found["class"], found["probability"], strict=True):
+        print(f"{path}: {name} ({probability:.3f})")
+    return found
 
 
 def submit(config: Config, file: Path | None = None, force: bool = False) -> int | None:
