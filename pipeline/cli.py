@@ -44,6 +44,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "submit": ("", "paths", "predict.run"),
     "report": ("", "paths", "predict.run"),
     "classify": ("", "paths", "predict.run"),
+    "export": ("", "paths", "predict.run"),
     "leaderboard": ("", "paths"),
     "stack": ("", "paths", "data", "model", "train", "stack"),
     "lr-find": ("", "paths", "data", "augment", "model", "train"),
@@ -227,6 +228,13 @@ def cmd_classify(args: argparse.Namespace) -> None:
     flow.classify(config_from_args(args), [Path(p) for p in args.photos])
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a run's whole ensemble as one model: a TensorFlow SavedModel (no need of this package), .keras, TFLite."""
+    from pipeline import flow
+
+    flow.export(config_from_args(args), Path(args.out) if args.out else None)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     """Write the report page of a finished run (--run NAME, or the newest of the backbone and size)."""
     from pipeline import flow
@@ -405,6 +413,9 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     )
     command("leaderboard", cmd_leaderboard)
     command("report", cmd_report)
+    command("export", cmd_export).add_argument(
+        "--out", help="folder to write the model into (default: runs/<slug>/<run>/export/)"
+    )
     command("classify", cmd_classify).add_argument("photos", nargs="+", help="image files or folders of them")
     command("demo", cmd_demo)
     command("kernel-demo", cmd_kernel_demo)

@@ -333,6 +333,23 @@ def classify(config: Config, photos: list[Path]) -> pd.DataFrame:
     return found
 
 
+def export(config: Config, out: Path | None = None) -> Path:
+    """Write the run's whole ensemble (`predict.run`, else the newest finished run) as one model:
+    a TensorFlow SavedModel to load without this package, a .keras file, TFLite where possible."""
+    from pipeline.acquire.index import with_indexed_classes
+
+    competition = with_indexed_classes(config, get_competition(config.competition))
+    run = layout.require_run(config)
+    _say_which(config, run)
+    config = with_run_inputs(config, run)
+    target = out or layout.export_dir(run)
+    require_writable(target)
+    load_tensorflow()
+    from pipeline.infer.export import export_run
+
+    return export_run(config, competition, run, target)
+
+
 def submit(config: Config, file: Path | None = None, force: bool = False) -> int | None:
     """Validate a submission CSV (default: the newest of the configured run), upload it unless the
     same bytes were submitted already (`force` uploads again), record it in the ledger; return

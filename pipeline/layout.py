@@ -121,6 +121,11 @@ def find_run(config: Config) -> Run | None:
     return max(finished, key=Run.finished_at) if finished else None
 
 
+def export_dir(run: Run) -> Path:
+    """runs/<slug>/<run>/export/: the run's ensemble as one model (`export`)."""
+    return run.path / "export"
+
+
 class SplitMismatchError(ValueError):
     """The saved fold split was made from other images than today's index."""
 
