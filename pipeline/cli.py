@@ -422,7 +422,8 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     command("kernel-resume-demo", cmd_kernel_resume_demo)
     command("weights-dataset", cmd_weights_dataset)
     command("describe-competition", cmd_describe_competition).add_argument(
-        "slug", help="the competition's slug (www.kaggle.com/competitions/<slug>)"
+        "slug",
+        help="the competition's slug (www.kaggle.com/competitions/<slug>), or a zip or folder of its files named after it",
     )
     kernel = commands.add_parser(
         "kernel", help="run the pipeline as a Kaggle kernel: build, push, status, output"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import layout
-from pipeline.atomic import require_writable
+from pipeline.atomic import require_writable, write_atomically
 from pipeline.competitions import get_competition
 from pipeline.config import Config
 from pipeline.locks import exclusive
@@ -54,15 +54,21 @@ def download(config: Config, force: bool = False) -> ImageIndex:
 
 def describe_competition(config: Config, slug: str) -> Path:
     """Infer the table of a competition we have none for from its download (fetched first when it
-    is not here), write it into the user's competitions file, print what was inferred and what to
-    check; return that file."""
+    is not here; or a local zip or folder of its files, named after its slug), write it into the
+    user's competitions file, print what was inferred and what to check; return that file."""
     import dataclasses
+    import shutil
 
     from pipeline.acquire.describe import describe_download, write_table
     from pipeline.acquire.download import archive_problem
     from pipeline.competitions import UnknownCompetitionError, check_slug, user_file
     from pipeline.kaggle_api import KaggleGateway
 
+    local = Path(slug) if slug.endswith(".zip") or Path(slug).is_dir() else None
+    if local is not None:
+        if not local.exists():
+            raise FileNotFoundError(f"{local} does not exist: pass the competition's zip, folder or slug")
+        slug = local.stem if local.is_file() else local.name
     check_slug(slug)  # before it names a folder or reaches Kaggle
     try:
         known = get_competition(slug)
@@ -75,10 +81,17 @@ def describe_competition(config: Config, slug: str) -> Path:
     there = dataclasses.replace(config, competition=slug)  # paths of a competition not described yet
     folders = [layout.input_dir(there), layout.competition_dir(there)]
     archive = next((f / f"{slug}.zip" for f in folders if (f / f"{slug}.zip").is_file()), None)
-    if archive is None:
+    if local is not None and local.is_file() and archive is None:  # where `index` looks for it
+        archive = layout.competition_dir(there) / f"{slug}.zip"
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(archive, lambda path: shutil.copyfile(local, path))
+        print(f"Copied {local} to {archive}")
+    if local is not None and local.is_dir():
+        archive = local
+    elif archive is None:
         print(f"Downloading {slug}.zip to describe it ...", flush=True)
         archive = KaggleGateway().download_competition_archive(slug, layout.competition_dir(there))
-    if (problem := archive_problem(archive)) is not None:
+    if archive.is_file() and (problem := archive_problem(archive)) is not None:
         raise FileNotFoundError(
             f"{archive} is damaged ({problem}): delete it and run describe-competition again."
         )
@@ -91,7 +104,8 @@ def describe_competition(config: Config, slug: str) -> Path:
         "# documented at the top of pipeline/competitions.toml. Edit them freely.\n"
     )
     write_table(target, slug, found.table, header)
-    print(f"Table [{slug}] written to {target}; next: make index COMPETITION={slug}")
+    reading = f' ARGS="--input-root {archive.parent}"' if archive.is_dir() else ""
+    print(f"Table [{slug}] written to {target}; next: make index COMPETITION={slug}{reading}")
     return target
 
 

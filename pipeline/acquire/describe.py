@@ -93,12 +93,34 @@ def read_csvs(outer: zipfile.ZipFile) -> dict[str, pd.DataFrame]:
     return tables
 
 
+class FolderListing:
+    """A folder of a competition's files, read the way a download's zip is (names and members)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.filename = folder, str(folder)
+
+    def namelist(self) -> list[str]:
+        return sorted(p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*") if p.is_file())
+
+    def open(self, name: str) -> io.BufferedReader:
+        return (self.folder / name).open("rb")
+
+
 def describe_download(slug: str, archive: Path) -> Description:
-    """The table for `slug` inferred from its download `archive`, or a DescribeError."""
-    found = Description()
+    """The table for `slug` inferred from its download `archive` (the zip, or a folder of its files
+    unpacked), or a DescribeError."""
+    if archive.is_dir():
+        listing = FolderListing(archive)
+        return _describe(slug, archive, image_groups(listing), read_csvs(listing))  # type: ignore[arg-type]
     with zipfile.ZipFile(archive) as outer:
         check_archive(outer, archive.parent)  # no bomb is read, not even its CSVs
-        groups, csvs = image_groups(outer), read_csvs(outer)
+        return _describe(slug, archive, image_groups(outer), read_csvs(outer))
+
+
+def _describe(
+    slug: str, archive: Path, groups: list[ImageGroup], csvs: dict[str, pd.DataFrame]
+) -> Description:
+    found = Description()
     samples = [n for n in csvs if "sample" in n.lower()]
     if not samples:
         raise DescribeError(

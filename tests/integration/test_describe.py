@@ -110,3 +110,27 @@ def test_a_many_class_layout_is_described_like_its_table(
     assert {f: getattr(described, f) for f in fields} == {f: getattr(known, f) for f in fields}
     index = prepare_index(tiny_config(tmp_path, competition="a-new-competition"), described)
     assert index.classes == classes and len(index.train) == 18 and len(index.test) == 5
+
+
+@pytest.mark.parametrize("given", ["zip", "folder"])
+def test_a_local_zip_or_folder_is_described_without_kaggle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv(USER_FILE_ENV, str(tmp_path / "competitions.toml"))
+    monkeypatch.setenv("PIPELINE_KAGGLE_ENDPOINT", "http://127.0.0.1:9")  # nothing may be asked
+    known = dataclasses.replace(get_competition("aerial-cactus-identification"), slug="cactus-local")
+    archive = generate_competition(known, tmp_path / "mine" / "cactus-local", 6, 5)
+    local, input_root = archive, ""
+    if given == "folder":
+        local = tmp_path / "unpacked" / "cactus-local"
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall(local)
+        input_root = str(local.parent)
+    config = tiny_config(tmp_path / "data")
+    flow.describe_competition(config, str(local))
+    described = get_competition("cactus-local")
+    assert described.labels_csv == "train.csv" and described.id_column == known.id_column
+    index = prepare_index(
+        tiny_config(tmp_path / "data", competition="cactus-local", paths__input_root=input_root), described
+    )
+    assert len(index.train) == 12 and len(index.test) == 5
