@@ -23,8 +23,8 @@ from pipeline.registry import get_backbone
 from pipeline.run import PostProcessing, Run
 
 SAVED_MODEL = "saved_model"
-KERAS_FILE = "model.keras"
-TFLITE_FILE = "model.tflite"
+KERAS_FILE = "ensemble.keras"
+TFLITE_FILE = "ensemble.tflite"
 CLASSES_FILE = "classes.json"
 USAGE_FILE = "README.txt"
 

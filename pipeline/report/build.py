@@ -58,8 +58,9 @@ img {{ max-width: 100%; }} section {{ margin-bottom: 2.2em; }} .note {{ color: #
 class Page:
     """The report being written: sections of HTML with images embedded and saved beside."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: tuple[str, ...] = ()) -> None:
         self.parts: dict[str, list[str]] = {key: [] for key in SECTIONS}
+        self.hidden = hidden  # table columns (metrics) that do not apply to this competition
 
     def add(self, section: str, markup: str) -> None:
         self.parts[section].append(markup)
@@ -76,7 +77,14 @@ class Page:
         )
 
     def table(self, section: str, frame: pd.DataFrame) -> None:
-        self.add(section, frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0))
+        """A table for people: whole numbers as such, seconds to the second, scores to 4 places;
+        metrics that do not apply to the competition left out (see `applies`)."""
+        shown = frame[[c for c in frame.columns if c not in self.hidden]]
+        formats = {c: (lambda v: f"{v:.0f}") for c in shown.columns if "seconds" in str(c)}
+        self.add(
+            section,
+            shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", formatters=formats, border=0),
+        )
 
     def render(self, title: str) -> str:
         body = "\n".join(
@@ -110,6 +118,15 @@ def _thumbnail(path: Path, side: int = 160) -> np.ndarray:
         return np.asarray(image, dtype=np.float32)
 
 
+ORDINAL_ONLY = ("qwk",)  # agreement of ordered classes: meaningless for classes without an order
+
+
+def not_applying(competition: Competition) -> tuple[str, ...]:
+    """Metrics computed for every run that say nothing for this competition: QWK unless the
+    competition is scored by it (its classes are ordered)."""
+    return tuple(m for m in ORDINAL_ONLY if competition.metric != m)
+
+
 def build_report(config: Config, run: Run) -> Path:
     """Write the run's report.html (and report/*.png) for a finished k-fold or holdout run."""
     members = run.members()
@@ -118,7 +135,7 @@ def build_report(config: Config, run: Run) -> Path:
     config = _run_config(members[0], config)
     competition = with_indexed_classes(config, get_competition(config.competition))
     out = run.report_draft_dir()
-    page = Page()
+    page = Page(hidden=not_applying(competition))
     metrics = [m.read_metrics() for m in members]
     validation = pd.concat([m.read_validation().assign(member=m.name) for m in members], ignore_index=True)
     chosen = run.read_postprocessing()
@@ -242,7 +259,7 @@ def _summary(
         + (f" + {len(refits)} refit on all the images" if (refits := run.refit_members()) else ""),
         "in the submission": ", ".join(chosen.models) if chosen and chosen.models else "predict has not run",
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
-        **{k: f"{float(overall[k]):.4f}" for k in METRICS if k in overall},
+        **{k: f"{float(overall[k]):.4f}" for k in METRICS if k in overall and k not in page.hidden},
     }
     page.add(
         "summary",

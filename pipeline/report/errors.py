@@ -63,6 +63,8 @@ def error_table(evaluated: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame
     grouped, trained = groups(evaluated), groups(training)
     rows = []
     for prop in grouped.columns:
+        if grouped[prop].nunique() < 2:  # every image in one group: nothing to compare
+            continue
         for name, members in evaluated.groupby(grouped[prop]):
             rows.append(
                 {

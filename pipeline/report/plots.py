@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -170,15 +171,26 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, clip_note: str, p
     return _reliability(np.asarray(labels, dtype=int), probabilities, clip_note, path, axes)
 
 
-def image_grid(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 6) -> Path:
-    """Images (H, W, 3 in [0, 255] or [0, 1]) in a grid, each with its caption."""
+CAPTION_POINTS = 9  # 11 px at the 90 dpi figures are saved with
+CAPTION_CHARACTERS = 24  # per line of a caption under a 2.6-inch image: neighbours never overlap
+
+
+def _caption(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, CAPTION_CHARACTERS)) or text
+
+
+def image_grid(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 5) -> Path:
+    """Images (H, W, 3 in [0, 255] or [0, 1]) in a grid, each with its caption (wrapped, 11 px)."""
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows), squeeze=False)
+    lines = max((_caption(c).count("\n") + 1 for c in captions), default=1)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.6 * columns, (2.4 + 0.2 * lines) * rows), squeeze=False
+    )
     for axis in axes.ravel():
         axis.axis("off")
     for axis, image, caption in zip(axes.ravel(), images, captions, strict=False):
         axis.imshow(np.clip(image / (255.0 if image.max() > 1.0 else 1.0), 0, 1))
-        axis.set_title(caption, fontsize=8)
+        axis.set_title(_caption(caption), fontsize=CAPTION_POINTS)
     return _save(figure, path)
 
 
@@ -278,11 +290,12 @@ def heatmap_overlays(
 ) -> Path:
     """Grad-CAM heat maps over their images."""
     columns = len(images)
-    figure, axes = plt.subplots(1, columns, figsize=(2.2 * columns, 2.4), squeeze=False)
+    lines = max((_caption(c).count("\n") + 1 for c in captions), default=1)
+    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns, 2.4 + 0.2 * lines), squeeze=False)
     for axis, image, heat, caption in zip(axes[0], images, heatmaps, captions, strict=True):
         axis.imshow(np.clip(image / 255.0, 0, 1))
         axis.imshow(heat, cmap="jet", alpha=0.45, extent=(0, image.shape[1], image.shape[0], 0))
-        axis.set_title(caption, fontsize=8)
+        axis.set_title(_caption(caption), fontsize=CAPTION_POINTS)
         axis.axis("off")
     return _save(figure, path)
 
@@ -313,7 +326,7 @@ def submission_labels(rows: pd.DataFrame) -> list[str]:
     submissions of one run can be told apart."""
     times = pd.to_datetime(rows["time"], errors="coerce", utc=True)
     return [
-        f"{t:%m-%d %H:%M} {str(run)[:24]}" if pd.notna(t) else str(run)[:24]
+        f"{t:%m-%d %H:%M} {run}" if pd.notna(t) else str(run)
         for t, run in zip(times, rows["run"], strict=True)
     ]
 
@@ -342,9 +355,10 @@ def cv_against_public(rows: pd.DataFrame, metric: str, path: Path) -> Path:
         axis.annotate(
             label,
             (row.cv_score, row.public_score),
-            fontsize=7,
+            fontsize=8,
             xytext=(4, 4),
             textcoords="offset points",
+            annotation_clip=False,  # a label past the axes is drawn whole; the saved bounds take it in
         )
     values = pd.concat([rows["cv_score"], rows["public_score"]]).dropna()
     low, high = float(values.min()), float(values.max())

@@ -64,3 +64,40 @@ def test_a_learned_filter_is_matched_to_the_classic_edge_detector_it_resembles(t
     assert nearest_edge_filter(np.ones((7, 7))) is None  # only 3x3 kernels are compared
     filters = np.random.default_rng(0).normal(size=(3, 3, 3, 16))
     assert filters_and_edges(filters, tmp_path / "filters.png").stat().st_size > 1000
+
+
+def test_readable_captions_whole_labels_and_only_tables_that_say_something() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from pipeline.competitions import get_competition
+    from pipeline.report.build import not_applying
+    from pipeline.report.errors import error_table
+    from pipeline.report.plots import CAPTION_CHARACTERS, CAPTION_POINTS, _caption
+
+    assert CAPTION_POINTS * 90 / 72 >= 11  # pixels at the figures' 90 dpi
+    caption = _caption("true disc, predicted triangle (0.83) and more words besides")
+    assert max(len(line) for line in caption.splitlines()) <= CAPTION_CHARACTERS
+    long = pd.DataFrame(
+        {
+            "time": ["2026-12-03T10:05:00Z"],
+            "run": ["mobilenet-0.25-160px-holdout"],
+            "cv_score": [0.1],
+            "public_score": [0.1],
+        }
+    )
+    assert submission_labels(long)[0].endswith("mobilenet-0.25-160px-holdout")
+    evaluated = pd.DataFrame(
+        {
+            "grayscale": [False] * 6,  # every image in colour: nothing to compare
+            "brightness": [40.0, 120.0, 200.0, 40.0, 120.0, 200.0],
+            "width": [100, 300, 500, 100, 300, 500],
+            "height": [100, 300, 500, 100, 300, 500],
+            "wrong": np.array([1, 0, 0, 1, 0, 0], dtype=bool),
+        }
+    )
+    assert "colour" not in set(error_table(evaluated, evaluated)["property"])
+    digits = get_competition("digits-demo")
+    assert "qwk" in not_applying(digits)
+    assert "qwk" not in not_applying(dataclasses.replace(digits, metric="qwk"))
