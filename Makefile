@@ -110,8 +110,8 @@ test-fast: setup  ## the fast tier: pure functions and quick checks (under a min
 	$(PY) -m pytest tests/unit $(ARGS)
 
 lint: setup  ## ruff
-	$(VENV)/bin/ruff check pipeline tests benchmarks
-	$(VENV)/bin/ruff format --check pipeline tests benchmarks
+	$(VENV)/bin/ruff check pipeline tests benchmarks examples
+	$(VENV)/bin/ruff format --check pipeline tests benchmarks examples
 
 clean:  ## remove runs, caches and the virtual environment (keeps data/)
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
