@@ -220,47 +220,70 @@ class KaggleGateway:
         return api
 
     def _call(self, action: str, competition: str, fn: Callable[[Any], T], kernel: str = "") -> T:
-        """Run `fn(client)`, retrying transient failures with exponential backoff."""
+        """Run `fn(client)`, retrying transient failures with exponential backoff (tenacity)."""
         import requests
+        import tenacity
 
-        for attempt in range(self.retries + 1):
-            try:
-                with http_timeouts(*self.timeouts):
-                    return fn(self._client())
-            except (requests.exceptions.RequestException, OSError) as error:
-                status = _status(error)
-                if status == 401:
-                    raise CredentialsRejectedError(
-                        f"Kaggle rejected the credentials (401) while trying to {action}. "
-                        f"Create a new API token at {TOKEN_PAGE} and replace the old one."
-                    ) from error
-                if status in (403, 404) and kernel:
-                    raise KernelError(
-                        f"Kaggle answered {status} while trying to {action}: no kernel {kernel} is visible to "
-                        "this account. Check the username in the id, or push it first (make kernel-push)."
-                    ) from error
-                if status == 403:
-                    raise RulesNotAcceptedError(
-                        f"Kaggle refused to {action} (403): accept the competition's rules at "
-                        f"https://www.kaggle.com/competitions/{competition}/rules while signed in, then run again."
-                    ) from error
-                if status == 404:
-                    raise CompetitionNotFoundError(
-                        f"Kaggle knows no competition {competition!r} (404) while trying to {action}: "
-                        "check the slug in the address https://www.kaggle.com/competitions/<slug>."
-                    ) from error
-                if not _is_transient(error) or attempt == self.retries:
-                    hung = isinstance(error, requests.exceptions.Timeout)
-                    waited = f" (no answer within {self.timeouts[1]:.0f} s per read)" if hung else ""
-                    raise KaggleNetworkError(
-                        f"could not {action} at {endpoint()} after {attempt + 1} attempt(s){waited}: "
-                        f"{type(error).__name__}: {str(error)[:300]}. Check the connection (and a proxy, "
-                        "if any) and run the same command again; completed work is kept."
-                    ) from error
-                delay = self.backoff_seconds * 2**attempt
-                print(f"Kaggle API: {type(error).__name__} ({status or 'no answer'}); retry in {delay:.0f} s")
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        def transient(error: BaseException) -> bool:
+            return isinstance(error, requests.exceptions.RequestException | OSError) and _is_transient(error)
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            status = _status(error) if error is not None else None
+            print(f"Kaggle API: {type(error).__name__} ({status or 'no answer'}); retry in {delay:.0f} s")
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, exp_base=2, max=float("inf")),
+            retry=tenacity.retry_if_exception(transient),
+            before_sleep=announce,
+            sleep=self._sleep,
+            reraise=True,
+        )
+
+        def attempt() -> T:
+            with http_timeouts(*self.timeouts):
+                return fn(self._client())
+
+        try:
+            return retrying(attempt)
+        except (requests.exceptions.RequestException, OSError) as error:
+            self._refuse(error, action, competition, kernel)
+            attempts = retrying.statistics.get("attempt_number", 1)
+            hung = isinstance(error, requests.exceptions.Timeout)
+            waited = f" (no answer within {self.timeouts[1]:.0f} s per read)" if hung else ""
+            raise KaggleNetworkError(
+                f"could not {action} at {endpoint()} after {attempts} attempt(s){waited}: "
+                f"{type(error).__name__}: {str(error)[:300]}. Check the connection (and a proxy, "
+                "if any) and run the same command again; completed work is kept."
+            ) from error
+
+    @staticmethod
+    def _refuse(error: Exception, action: str, competition: str, kernel: str) -> None:
+        """The errors a retry cannot mend, each in one sentence: rejected credentials (401), a
+        kernel not visible (403/404), rules not accepted (403), no such competition (404)."""
+        status = _status(error)
+        if status == 401:
+            raise CredentialsRejectedError(
+                f"Kaggle rejected the credentials (401) while trying to {action}. "
+                f"Create a new API token at {TOKEN_PAGE} and replace the old one."
+            ) from error
+        if status in (403, 404) and kernel:
+            raise KernelError(
+                f"Kaggle answered {status} while trying to {action}: no kernel {kernel} is visible to "
+                "this account. Check the username in the id, or push it first (make kernel-push)."
+            ) from error
+        if status == 403:
+            raise RulesNotAcceptedError(
+                f"Kaggle refused to {action} (403): accept the competition's rules at "
+                f"https://www.kaggle.com/competitions/{competition}/rules while signed in, then run again."
+            ) from error
+        if status == 404:
+            raise CompetitionNotFoundError(
+                f"Kaggle knows no competition {competition!r} (404) while trying to {action}: "
+                "check the slug in the address https://www.kaggle.com/competitions/<slug>."
+            ) from error
 
     def download_competition_archive(self, competition: str, folder: Path) -> Path:
         """Download the competition's archive into `folder` (resuming a partial one); return its path."""
