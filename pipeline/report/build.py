@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import html
 import io
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from pipeline import layout
 from pipeline.acquire.index import with_indexed_classes
@@ -40,19 +41,7 @@ SECTIONS = {
     "inside": "Inside the CNN: filters, feature maps, Grad-CAM",
     "extras": "Tuning, augmentation preview, leaderboard",
 }
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>{title}</title>
-<style>
-body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; margin: .5em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-img {{ max-width: 100%; }} section {{ margin-bottom: 2.2em; }} .note {{ color: #666; }} pre {{ font-size: 12px; overflow-x: auto; }}
-</style></head><body>
-<h1>{title}</h1>
-{body}
-</body></html>
-"""
+TEMPLATE = "page.j2"  # beside this module; Jinja2, every value autoescaped
 
 
 class Page:
@@ -62,18 +51,27 @@ class Page:
         self.parts: dict[str, list[str]] = {key: [] for key in SECTIONS}
         self.hidden = hidden  # table columns (metrics) that do not apply to this competition
 
-    def add(self, section: str, markup: str) -> None:
-        self.parts[section].append(markup)
+    def add(self, section: str, kind: str, **fields: object) -> None:
+        """One block of a section, rendered by the template (values escaped there)."""
+        self.parts[section].append({"kind": kind, **fields})
 
     def text(self, section: str, words: str) -> None:
-        self.add(section, f"<p class='note'>{html.escape(words)}</p>")
+        self.add(section, "text", words=words)
+
+    def heading(self, section: str, words: str) -> None:
+        self.add(section, "heading", words=words)
+
+    def pre(self, section: str, words: str, summary: str = "") -> None:
+        """Preformatted text, folded under `summary` when one is given."""
+        self.add(section, "pre", words=words, summary=summary)
+
+    def rows(self, section: str, rows: dict[str, object]) -> None:
+        """A two-column table of names and values."""
+        self.add(section, "rows", rows=[(name, str(value)) for name, value in rows.items()])
 
     def image(self, section: str, path: Path, caption: str = "") -> None:
-        data = base64.b64encode(path.read_bytes()).decode()
-        alt = html.escape(caption or path.stem)
         self.add(
-            section,
-            f"<figure><img src='data:image/png;base64,{data}' alt='{alt}'><figcaption>{alt}</figcaption></figure>",
+            section, "image", data=base64.b64encode(path.read_bytes()).decode(), caption=caption or path.stem
         )
 
     def table(self, section: str, frame: pd.DataFrame) -> None:
@@ -81,17 +79,17 @@ class Page:
         metrics that do not apply to the competition left out (see `applies`)."""
         shown = frame[[c for c in frame.columns if c not in self.hidden]]
         formats = {c: (lambda v: f"{v:.0f}") for c in shown.columns if "seconds" in str(c)}
-        self.add(
-            section,
-            shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", formatters=formats, border=0),
-        )
+        markup = shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", formatters=formats, border=0)
+        self.add(section, "table", html=Markup(markup))  # pandas escapes every cell
 
     def render(self, title: str) -> str:
-        body = "\n".join(
-            f"<section id='{key}'><h2>{html.escape(SECTIONS[key])}</h2>\n" + "\n".join(parts) + "</section>"
-            for key, parts in self.parts.items()
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, keep_trailing_newline=True
         )
-        return PAGE.format(title=html.escape(title), body=body)
+        sections = [
+            {"key": key, "title": SECTIONS[key], "blocks": blocks} for key, blocks in self.parts.items()
+        ]
+        return environment.get_template(TEMPLATE).render(title=title, sections=sections)
 
 
 def _run_config(member: Run, config: Config) -> Config:
@@ -212,9 +210,9 @@ def _errors_of_many_classes(
     if confusions.empty:
         page.text("errors", "No validation image is confused with another class.")
     else:
-        page.add("errors", "<h3>The most frequent confusions</h3>")
+        page.heading("errors", "The most frequent confusions")
         page.table("errors", confusions)
-    page.add("errors", "<h3>Per class (the lowest F1 first)</h3>")
+    page.heading("errors", "Per class (the lowest F1 first)")
     page.table("errors", per_class_table(labels, predicted, classes))
     page.image(
         "errors",
@@ -261,18 +259,8 @@ def _summary(
         "wall time": f"{sum(m.get('seconds', 0) for m in metrics):.0f} s of training",
         **{k: f"{float(overall[k]):.4f}" for k in METRICS if k in overall and k not in page.hidden},
     }
-    page.add(
-        "summary",
-        "<table>"
-        + "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items()
-        )
-        + "</table>",
-    )
-    page.add(
-        "summary",
-        f"<details><summary>resolved configuration</summary><pre>{html.escape(config.to_json())}</pre></details>",
-    )
+    page.rows("summary", rows)
+    page.pre("summary", config.to_json(), summary="resolved configuration")
 
 
 def _metrics(page: Page, run: Run, metrics: list[dict], members: list[Run]) -> None:
@@ -314,7 +302,7 @@ def _what_errors_share(page: Page, config: Config, validation: pd.DataFrame) -> 
     evaluated = pd.concat([evaluated, properties], axis=1)
     rates = error_table(evaluated, evaluated)
     found = finding(rates)
-    page.add("errors", "<h3>What the errors have in common</h3>")
+    page.heading("errors", "What the errors have in common")
     page.text(
         "errors",
         (found[0].upper() + found[1:] + ".")
@@ -386,7 +374,7 @@ def _model_section(page: Page, model, config: Config, out: Path) -> None:
         page.text("model", f"No diagram here: {missing} is not installed. The layers instead:")
         lines: list[str] = []
         model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
-        page.add("model", f"<pre>{html.escape(chr(10).join(lines))}</pre>")
+        page.pre("model", chr(10).join(lines))
     backbone = model.get_layer(BACKBONE_LAYER)
     total, in_backbone = model.count_params(), backbone.count_params()
     rows = [{"phase": "all weights", "trainable": total, "frozen": 0}]
