@@ -60,8 +60,8 @@ lr-find: setup  ## the learning-rate range test: a plot and suggested rates (the
 stack: setup  ## stacked bottleneck features at several sizes, a logistic regression per fold; the submission CSV
 	$(PY) -m pipeline stack $(ARGS) $(COMPETITION_FLAG)
 
-blend: setup  ## blend finished runs (RUNS=a,b) with weights fit on their OOF predictions; the submission CSV
-	$(PY) -m pipeline blend --runs "$(RUNS)" $(ARGS) $(COMPETITION_FLAG)
+blend: setup  ## blend predicted runs (RUNS=a,b; default: all) with weights fit on their OOF predictions
+	$(PY) -m pipeline blend $(if $(RUNS),--runs "$(RUNS)") $(ARGS) $(COMPETITION_FLAG)
 
 submit: setup  ## validate and upload the newest submission CSV (or FILE=...) through the Kaggle API
 	$(PY) -m pipeline submit $(ARGS) $(COMPETITION_FLAG) $(if $(FILE),--file $(FILE))

@@ -264,7 +264,7 @@ def cmd_stack(args: argparse.Namespace) -> None:
 
 
 def cmd_blend(args: argparse.Namespace) -> None:
-    """Blend finished runs (--runs A,B) with weights fit on their out-of-fold predictions; write the submission CSV."""
+    """Blend predicted runs (--runs A,B; default: all of them) with weights fit on their out-of-fold predictions."""
     from pipeline import flow
 
     flow.blend(config_from_args(args), [name.strip() for name in args.runs.split(",") if name.strip()])
@@ -409,7 +409,10 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     command("lr-find", cmd_lr_find)
     command("stack", cmd_stack)
     command("blend", cmd_blend).add_argument(
-        "--runs", required=True, help="comma-separated runs under runs/<slug>/ (or paths), predicted first"
+        "--runs",
+        default="",
+        help="comma-separated runs under runs/<slug>/ (or paths), predicted first (default: every predicted run "
+        "of the competition that is no blend)",
     )
     command("leaderboard", cmd_leaderboard)
     command("report", cmd_report)

@@ -432,12 +432,17 @@ def blend(config: Config, runs: list[str]) -> Path:
     """Blend finished runs with weights fit on their out-of-fold predictions; write the validated
     submission CSV and return its path."""
     from pipeline.acquire.index import prepare_index, sample_submission
-    from pipeline.infer.blend import BlendError, find_runs
+    from pipeline.infer.blend import BlendError, find_runs, predicted_runs
     from pipeline.infer.blend import blend as blend_runs
     from pipeline.submit.upload import write_run_submission
 
+    if not runs:  # every predicted run of the competition that is not itself a blend
+        runs = predicted_runs(config)
+        print(
+            f"Blending the competition's predicted runs: {', '.join(runs) or 'none'} (--runs A,B to choose)"
+        )
     if len(runs) < 2:  # before anything about the competition's data
-        raise BlendError("blend needs two finished runs at least: --runs A,B (make blend RUNS=A,B)")
+        raise BlendError("blend needs two predicted runs at least: --runs A,B (make blend RUNS=A,B)")
     competition = get_competition(config.competition)
     require_writable(layout.competition_runs(config), layout.submissions_dir(config))
     runs_found = find_runs(config, runs)

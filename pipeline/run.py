@@ -316,6 +316,11 @@ class Run:
         were (views averaged, a blend's weights), before clipping: what `blend` fits weights on."""
         _write_csv(self.path / FINAL_OOF, frame)
 
+    @property
+    def has_predictions(self) -> bool:
+        """True once predict (or stack, or blend) left out-of-fold and test predictions here."""
+        return (self.path / FINAL_OOF).is_file() and (self.path / TEST_PREDICTIONS).is_file()
+
     def read_final_oof(self) -> pd.DataFrame | None:
         """What `write_final_oof` saved, or None when predict (or stack, or blend) has not run."""
         path = self.path / FINAL_OOF

@@ -54,6 +54,23 @@ def find_runs(config: Config, names: list[str]) -> list[Run]:
     return runs
 
 
+BLEND_PREFIX = "blend-"  # the default name of a blend's run
+
+
+def predicted_runs(config: Config) -> list[str]:
+    """The competition's runs with out-of-fold and test predictions (predicted k-fold runs,
+    stacks), blends left out, oldest first."""
+    folder = layout.competition_runs(config)
+    found = [
+        Run(d)
+        for d in (sorted(folder.iterdir()) if folder.is_dir() else [])
+        if d.is_dir() and not d.name.startswith(BLEND_PREFIX)
+    ]
+    return [
+        r.name for r in sorted((r for r in found if r.has_predictions), key=lambda r: r.path.stat().st_mtime)
+    ]
+
+
 def load_members(config: Config, runs: list[Run]) -> list[Member]:
     """Each run's predictions; refused in one sentence when a run is of another competition, has
     not been predicted, or its out-of-fold or test ids differ from the first run's."""
@@ -150,7 +167,7 @@ def blend(config: Config, competition: Competition, runs: list[Run]) -> BlendRes
         )
         weights, chosen, columns = np.eye(len(members))[best[0]], alone, alone_columns
     blended_oof = method.combine(oof, weights)
-    name = config.train.run_name or "blend-" + "+".join(m.run.name for m in members)
+    name = config.train.run_name or BLEND_PREFIX + "+".join(m.run.name for m in members)
     run = Run(layout.competition_runs(config) / name)
     ids = members[0].oof["id"].to_numpy()
     run.save_config(config)

@@ -162,3 +162,23 @@ def test_a_blend_no_better_than_its_best_run_keeps_that_run(tmp_path: Path, caps
     by_id = result.test.set_index("id")["probability"]
     assert np.allclose(by_id.loc[[str(i) for i in range(len(test))]], np.clip(test, clip, 1 - clip))
     assert "no better than copy alone" in capsys.readouterr().out
+
+
+def test_blend_without_runs_takes_every_predicted_run_but_blends(tmp_path: Path, capsys) -> None:
+    from pipeline import flow
+    from pipeline.infer.blend import predicted_runs
+
+    two_runs(tmp_path)
+    config = load_config(
+        overrides={"competition": SLUG, "paths.runs_root": str(tmp_path / "runs")}, environ={}
+    )
+    (tmp_path / "runs" / SLUG / "trained-only").mkdir()
+    assert predicted_runs(config) == ["good", "noise"]
+    result = blend(config, get_competition(SLUG), find_runs(config, predicted_runs(config)))
+    assert predicted_runs(config) == ["good", "noise"]  # the blend itself is no member of the next one
+    assert result.run.name == "blend-good+noise"
+    empty = load_config(
+        overrides={"competition": SLUG, "paths.runs_root": str(tmp_path / "none")}, environ={}
+    )
+    with pytest.raises(BlendError, match="two predicted runs"):
+        flow.blend(empty, [])
