@@ -215,6 +215,7 @@ def lr_find(config: Config) -> dict[str, float]:
     from pipeline.acquire.index import prepare_index
 
     competition = get_competition(config.competition)
+    require_weights(config)
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     load_tensorflow()
@@ -405,6 +406,7 @@ def stack(config: Config) -> Path:
 
     competition = get_competition(config.competition)
     check_stack(config)
+    require_weights(config)
     require_writable(
         layout.competition_dir(config), layout.competition_runs(config), layout.submissions_dir(config)
     )
@@ -463,6 +465,7 @@ def tune(config: Config, worker_index: int | None = None) -> None:
 
     competition = get_competition(config.competition)
     require_writable(layout.competition_dir(config), layout.competition_runs(config))
+    require_weights(config)
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)
     competition = found.resolve(competition)

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline import flow, layout
 from pipeline.competitions import Competition
+from pipeline.config import ConfigError
 from pipeline.infer import stack
-from pipeline.model.backbones import WeightsError
 from pipeline.run import Run
 from tests.conftest import tiny_config
 
@@ -75,9 +75,9 @@ def test_a_missing_weights_file_is_refused_before_any_feature_is_computed(
         paths__input_root=str(demo_archive_dir.parent),
         **{**RANDOM_MOBILENET, "model__weights": str(tmp_path / "missing.h5")},
     )
-    with pytest.raises(WeightsError, match=r"missing\.h5"):
+    with pytest.raises(ConfigError, match=r"missing\.h5"):  # before the index, TensorFlow or a feature
         flow.stack(config)
-    assert not layout.features_dir(config).exists()
+    assert not layout.features_dir(config).exists() and not layout.competition_dir(config).exists()
 
 
 def test_a_stack_of_the_small_cnn_is_refused_in_one_sentence(tmp_path: Path) -> None:
