@@ -94,6 +94,7 @@ def add_config_flags(
     )
     files.add_argument("--help-all", action="store_true", help="show the flags of every section, then exit")
     groups: dict[str, argparse._ArgumentGroup] = {}
+    overridden = recipe_defaults()
     for spec in settings():
         if spec.kind is dict:  # tables (tune.space) are set in TOML files only
             continue
@@ -104,8 +105,7 @@ def add_config_flags(
         target = groups[spec.section] if shown else parser
         allowed = f", {spec.within.describe()}" if spec.within else ""
         recipes = "".join(
-            f"; {value!r} for {', '.join(names)}"
-            for value, names in recipe_defaults().get(spec.key, {}).items()
+            f"; {value!r} for {', '.join(names)}" for value, names in overridden.get(spec.key, {}).items()
         )
         text = (
             f"{spec.help} ({spec.key}, default: {spec.default!r}{recipes}{allowed})"

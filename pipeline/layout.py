@@ -114,10 +114,7 @@ def find_run(config: Config) -> Run | None:
     if config.predict.run:
         chosen = Run(competition_runs(config) / config.predict.run)
         return chosen if chosen.has_finished_models else None
-    runs = competition_runs(config)
-    finished = (
-        [Run(d) for d in runs.glob("*") if d.is_dir() and Run(d).has_finished_models] if runs.is_dir() else []
-    )
+    finished = [Run(competition_runs(config) / name) for name in finished_runs(config)]
     return max(finished, key=Run.finished_at) if finished else None
 
 

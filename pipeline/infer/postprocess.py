@@ -78,10 +78,8 @@ def choose_temperature(probabilities: np.ndarray, labels: np.ndarray) -> tuple[f
     low, high = np.log(TEMPERATURE_RANGE)
     found = optimize.minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
     best = round(float(np.exp(found.x)), 4)
-    untouched = loss(0.0)
-    if untouched <= loss(np.log(best)):
-        return 1.0, untouched
-    return best, loss(np.log(best))
+    untouched, tuned = loss(0.0), loss(np.log(best))
+    return (1.0, untouched) if untouched <= tuned else (best, tuned)
 
 
 def clip(probabilities: np.ndarray, c: float) -> np.ndarray:

@@ -12,5 +12,4 @@ METRIC = Metric(
     higher_is_better=True,
     scores="labels",
     postprocessing="threshold",
-    description="share of right classes",
 )

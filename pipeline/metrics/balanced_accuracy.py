@@ -12,5 +12,4 @@ METRIC = Metric(
     higher_is_better=True,
     scores="labels",
     postprocessing="threshold",
-    description="the mean recall over classes; fair under imbalance",
 )

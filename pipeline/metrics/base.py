@@ -38,7 +38,6 @@ class Metric:
     ensemble: str = "greedy"  # the `blend --method` that `auto` picks (pipeline.registry.ENSEMBLES)
     binary: bool = True  # defined for two classes
     many: bool = True  # defined for more than two classes
-    description: str = ""
 
     def __post_init__(self) -> None:
         if self.scores not in ("probabilities", "labels"):
@@ -56,10 +55,6 @@ class Metric:
         if np.isnan(second):
             return True
         return first > second if self.higher_is_better else first < second
-
-    def worst(self) -> float:
-        """A score every real score beats."""
-        return -np.inf if self.higher_is_better else np.inf
 
     def of_probabilities(
         self, labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5

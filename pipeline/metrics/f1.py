@@ -13,7 +13,6 @@ BINARY = Metric(
     scores="labels",
     postprocessing="threshold",
     many=False,
-    description="harmonic mean of precision and recall of the positive class",
 )
 MICRO = Metric(
     "f1_micro",
@@ -22,7 +21,6 @@ MICRO = Metric(
     scores="labels",
     postprocessing="threshold",
     binary=False,
-    description="F1 over every decision (equal to accuracy for one label per image)",
 )
 MACRO = Metric(
     "f1_macro",
@@ -31,5 +29,4 @@ MACRO = Metric(
     scores="labels",
     postprocessing="threshold",
     binary=False,
-    description="the mean of every class's F1: small classes count as much as large ones",
 )

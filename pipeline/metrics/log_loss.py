@@ -25,5 +25,4 @@ METRIC = Metric(
     postprocessing="clip",
     many_postprocessing="clip",  # for many classes: temperature scaling
     ensemble="weighted",
-    description="cross-entropy of the probabilities; rewards calibration",
 )

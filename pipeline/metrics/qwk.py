@@ -14,5 +14,4 @@ METRIC = Metric(
     postprocessing="threshold",
     many_postprocessing="cut_points",
     binary=False,
-    description="agreement of ordered classes; a near miss costs less than a far one",
 )

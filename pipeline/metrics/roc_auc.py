@@ -29,5 +29,4 @@ METRIC = Metric(
     postprocessing="none",
     many_postprocessing="none",
     ensemble="rank",
-    description="ranking quality; calibration does not count",
 )

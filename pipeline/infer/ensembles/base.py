@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -66,3 +66,18 @@ class Selection:
                 if misses >= self.patience:
                     break
         return best_counts / best_counts.sum()
+
+
+@dataclass(frozen=True)
+class SelectedMean:
+    """A weighted mean of the members' probabilities whose weights `Selection` chooses on the
+    metric; a subclass changes `combine` (how weighted predictions are averaged)."""
+
+    name: str = "greedy"
+    selection: Selection = field(default_factory=Selection)
+
+    def fit(self, oof: np.ndarray, labels: np.ndarray, metric: Metric) -> np.ndarray:
+        return self.selection.weights(np.asarray(oof, dtype=np.float64), labels, metric, self.combine)
+
+    def combine(self, predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return weighted_mean(predictions, weights)

@@ -4,23 +4,19 @@ metric: members that are confidently right pull harder than in an arithmetic mea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
-from pipeline.infer.ensembles.base import Selection
+from pipeline.infer.ensembles.base import SelectedMean
 from pipeline.infer.postprocess import logit, softmax
-from pipeline.metrics import EPSILON, Metric
+from pipeline.metrics import EPSILON
 
 
 @dataclass(frozen=True)
-class Geometric:
+class Geometric(SelectedMean):
     name: str = "geometric"
-    selection: Selection = field(default_factory=Selection)
-
-    def fit(self, oof: np.ndarray, labels: np.ndarray, metric: Metric) -> np.ndarray:
-        return self.selection.weights(np.asarray(oof, dtype=np.float64), labels, metric, self.combine)
 
     def combine(self, predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
         predictions = np.asarray(predictions, dtype=np.float64)

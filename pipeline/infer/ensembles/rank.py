@@ -4,12 +4,12 @@ only sees the order: members of different calibration count by their ranking alo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
 
-from pipeline.infer.ensembles.base import Selection, weighted_mean
+from pipeline.infer.ensembles.base import SelectedMean, weighted_mean
 from pipeline.metrics import Metric
 
 
@@ -21,9 +21,8 @@ def ranks(predictions: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Rank:
+class Rank(SelectedMean):
     name: str = "rank"
-    selection: Selection = field(default_factory=Selection)
 
     def fit(self, oof: np.ndarray, labels: np.ndarray, metric: Metric) -> np.ndarray:
         ranked = ranks(oof)
