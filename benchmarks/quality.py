@@ -1,13 +1,18 @@
 """`make bench-quality`: the quality ladder on real photos, every row measured in this run.
 
-    python -m benchmarks.quality [--quick]
+    python -m benchmarks.quality [--quick] [--sets mini,200px,digits] [--sets-only]
 
-Trains on the 1,500 photos of dogs-vs-cats-mini and scores on its 502 test photos with the
+First, on each real set of benchmarks/real_sets.py (dogs-vs-cats-mini; 3,000/2,000 photos of
+dogs-vs-cats-200px; scikit-learn's digits), beside each other: the hand-written keras-io script,
+a hand-written stack of frozen features (benchmarks/handwritten_stack.py), and the default
+`train` + `predict` (the auto recipe) for 2 seeds. Test labels only score; nothing is chosen on them.
+
+Then the ladder of single techniques on the mini set: it trains on the 1,500 photos of dogs-vs-cats-mini and scores on its 502 test photos with the
 hidden solution.csv (used for nothing else). The ladder: the hand-written keras-io transfer-learning
 script (benchmarks/handwritten.py, the reference every ratio is taken against), a keras.io-style
 from-scratch baseline, the project's small CNN, MobileNet alpha=0.25 with real ImageNet weights
 (../shared/weights) frozen (backbone every epoch, then on features computed once), two-phase, a
-k-fold ensemble, then TTA and OOF-chosen clipping, the default recipe (`train` + `predict`), the
+k-fold ensemble, then TTA and OOF-chosen clipping, the finetune recipe (`train` + `predict`), the
 stack of bottleneck features at the reference's size and at the default sizes, and a blend of the
 default recipe with the stack (weights on out-of-fold predictions), and the default recipe trained
 with the stack's confident test predictions as pseudo-labels. The ablations: the default recipe on the holdout
@@ -30,13 +35,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 
-from benchmarks import handwritten
+from benchmarks import handwritten, handwritten_stack
 from benchmarks.photos import SHARED
+from benchmarks.real_sets import SETS, RealSet
+from benchmarks.real_sets import scores as real_scores
 from pipeline import layout
 from pipeline.acquire.index import ImageIndex, prepare_index
 from pipeline.competitions import get_competition
 from pipeline.config import Config, load_config
 from pipeline.fit.cross_validation import train_kfold
+from pipeline.fit.metrics import from_columns
 from pipeline.fit.refit import train_refits
 from pipeline.fit.train import train_holdout
 from pipeline.infer.blend import blend
@@ -296,7 +304,7 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
     prediction, predict_seconds = timed(lambda: predict_run(recipe, competition, index, run))
     chosen = prediction.postprocessing
     name = (
-        f"default recipe: `train` + `predict`, no other flag ({recipe.train.folds} folds + "
+        f"finetune recipe: `train --recipe finetune` + `predict` ({recipe.train.folds} folds + "
         f"{recipe.train.refit} refit, {len(chosen.views)} views{clipped(chosen.clip)})"
     )
     results.append((name, prediction.test["probability"].to_numpy(), seconds + predict_seconds))
@@ -307,7 +315,7 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
         config = base_config(**{"stack.sizes": sizes})
         result, seconds = timed(lambda: fit_stack(config, competition, index))
         name = (
-            f"stack: MobileNet 0.25 features at {sizes.replace(',', '+')} px ({config.stack.views} "
+            f"stack: MobileNet 0.25 features at {sizes.replace(',', '+')} px (auto: chosen on OOF among 160-352) ({config.stack.views} "
             f"averaged), logistic regression per fold ({config.train.folds} folds){clipped(result.postprocessing.clip)}"
         )
         results.append((name, result.test["probability"].to_numpy(), seconds))
@@ -351,6 +359,114 @@ def ladder(index: ImageIndex, test_labels: np.ndarray, quick: bool = False) -> t
     return rows, base_loss
 
 
+NO_MIRROR = {
+    "augment.flip": False,
+    "predict.tta": "original",
+    "stack.views": "original",
+}  # digits: a mirrored 2 is no 2
+
+
+def set_config(real: RealSet, work: Path, **values: object) -> Config:
+    """The project's configuration on a real set: the flags a user gives to match the script
+    (backbone, weights, image size), and for digits that mirrored images are other images."""
+    overrides = {
+        "competition": real.competition,
+        "paths.input_root": str(real.input_root),
+        "paths.data_root": str(work / "data"),
+        "paths.runs_root": str(work / "runs"),
+        "paths.submissions_root": str(work / "submissions"),
+        "data.validation_workers": 2,
+        "model.backbone": "mobilenet-0.25",
+        "model.weights": str(WEIGHTS),
+        "data.image_size": real.image_size,
+        **(NO_MIRROR if real.name == "digits" else {}),
+    }
+    return load_config(overrides={**overrides, **values}, environ={})
+
+
+def test_probabilities(run: Run, real: RealSet, ids: pd.Series) -> np.ndarray:
+    """The run's post-processed test probabilities in the order of `ids`."""
+    saved = run.read_test_predictions()
+    return from_columns(saved.set_index(saved["id"].astype(str)).loc[ids.astype(str)])
+
+
+def set_ladder(name: str, seeds: int) -> tuple[list[Row], str]:
+    """On one real set, beside each other in this run: the hand-written script, the hand-written
+    stack, and the default `train` + `predict` (recipe auto) for `seeds` seeds; a row with a
+    longer budget when the default left a member out. Returns the rows and the portfolios' lines."""
+    from pipeline import flow
+
+    work = layout.bench_dir() / f"sets-{name}"
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    shutil.rmtree(work / "data", ignore_errors=True)
+    real = SETS[name](work)
+    index = flow.index(set_config(real, work))
+    truth = real.solution.loc[index.test["id"].astype(str)].to_numpy()
+    paths = index.train["path"].astype(str).tolist()
+    test_paths = index.test["path"].astype(str).tolist()
+    labels = index.train["label"].to_numpy()
+    classes = int(labels.max()) + 1
+    results: list[tuple[str, np.ndarray, float]] = []
+    script = f"{'many-class (softmax, 8 + 8 epochs) ' if classes > 2 else ''}keras-io MobileNet 0.25 script"
+    probabilities, seconds = timed(
+        lambda: handwritten.train_and_predict(
+            paths, labels, test_paths, WEIGHTS, size=real.image_size, classes=classes
+        )
+    )
+    results.append((f"reference: hand-written {script}, {real.image_size} px", probabilities, seconds))
+    probabilities, seconds = timed(
+        lambda: handwritten_stack.stack_and_predict(paths, labels, test_paths, WEIGHTS)
+    )
+    results.append(
+        (
+            "reference: hand-written stack, features at 224+288+352 px, LogisticRegressionCV",
+            probabilities,
+            seconds,
+        )
+    )
+    notes = []
+
+    def auto(label: str, **values: object) -> dict:
+        config = set_config(real, work, **values)
+        (run, _), seconds = timed(lambda: (flow.train(config), flow.predict(config)))
+        results.append((label, test_probabilities(run, real, index.test["id"]), seconds))
+        record = run.read_portfolio()
+        members = ", ".join(
+            f"{m['name']} ({m.get('status')}, {m.get('seconds', '-')} s, weight {m.get('weight', 0)})"
+            for m in record["members"]
+        )
+        notes.append(
+            f"- {label}: {members}; OOF {record['metric']} {record['oof']:.4f}, nested {record['selected_on']} {record['nested_oof']:.4f}"
+        )
+        return record
+
+    skipped = False
+    for seed in range(seeds):
+        record = auto(
+            f"default `train` + `predict` (recipe auto), seed {42 + seed}", **{"data.seed": 42 + seed}
+        )
+        skipped |= any(m.get("status") != "done" for m in record["members"])
+    if skipped:
+        auto(
+            "recipe auto with --time-budget 90m (every member)",
+            **{"train.time_budget": 5400, "train.run_name": "auto-90m"},
+        )
+    reference_loss, reference_accuracy = real_scores(results[0][1], truth)
+    rows = []
+    for label, probabilities, seconds in results:
+        loss, accuracy = real_scores(probabilities, truth)
+        rows.append({
+            f"{name}: {real.note}": label,
+            "test log loss": f"{loss:.4f}",
+            "test accuracy": f"{accuracy:.4f}",
+            "wall time": f"{seconds:.0f} s",
+            "log loss / script": f"{loss / reference_loss:.2f}",
+            "error / script": f"{(1 - accuracy) / max(1 - reference_accuracy, 1e-9):.2f}",
+            "time / script": f"{seconds / results[0][2]:.1f}x",
+        })  # fmt: skip
+    return rows, "\n".join(notes)
+
+
 def main() -> None:
     from benchmarks.bench import machine, markdown_table
 
@@ -359,8 +475,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per ablation row (default: 2)")
     parser.add_argument("--ablations-only", action="store_true", help="the reference and the ablations")
     parser.add_argument("--only", default="", help="only the ablation rows whose name contains this")
+    parser.add_argument(
+        "--sets",
+        default=",".join(SETS),
+        help=f"real sets of the auto recipe's ladders (default: {','.join(SETS)}; '' = none)",
+    )
+    parser.add_argument("--sets-only", action="store_true", help="the real sets' ladders alone")
     args = parser.parse_args()
     started = time.perf_counter()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    sections = []
+    for name in [n for n in args.sets.split(",") if n]:
+        rows, notes = set_ladder(name, 1 if args.quick else 2)
+        sections.append(f"## {name}\n\n{markdown_table(rows)}\n\nPortfolios:\n{notes}\n")
+        print(sections[-1], flush=True)
+    if args.sets_only:
+        report = f"# Quality ladders of the real sets {stamp}\n\nMachine: {machine()}\n\n" + "\n".join(
+            sections
+        )
+        report += f"\nTotal {time.perf_counter() - started:.0f} s.\n"
+        print(report)
+        layout.bench_dir().mkdir(parents=True, exist_ok=True)
+        (layout.bench_dir() / f"quality-sets-{stamp}.md").write_text(report)
+        return
     index, test_labels = prepare()
     if args.ablations_only:
         probabilities, seconds = reference(index)
@@ -371,9 +508,10 @@ def main() -> None:
         table = markdown_table(rows)
     seeds = 1 if args.quick else args.seeds
     ablation = markdown_table(ablations(index, test_labels, reference_loss, seeds, args.only))
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     report = (
-        f"# Quality ladder {'(quick) ' if args.quick else ''}{stamp}\n\nMachine: {machine()}\n\n{table}\n\n"
+        f"# Quality ladder {'(quick) ' if args.quick else ''}{stamp}\n\nMachine: {machine()}\n\n"
+        + "\n".join(sections)
+        + f"\n## mini: the ladder of single techniques\n\n{table}\n\n"
         f"## Ablations ({seeds} seed(s) a row: mean (min-max))\n\n{ablation}\n\n"
         f"Total {time.perf_counter() - started:.0f} s. Wall time of a row: its training (k-fold: all folds); "
         "the TTA row reuses the k-fold run's models.\n"

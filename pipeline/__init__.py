@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline.model",),
     ("pipeline.fit",),
     ("pipeline.infer",),
+    ("pipeline.recipe",),
     ("pipeline.submit",),
     ("pipeline.report",),
     ("pipeline.kernel",),

@@ -32,6 +32,7 @@ TTA_VIEWS = ("original", "hflip", "zoom", "zoom-hflip")  # implemented in pipeli
 SPACE_KINDS = ("choice", "int", "float", "log")
 ACCELERATORS = ("gpu", "tpu", "none")
 BACKENDS = ("tensorflow", "jax")
+RECIPES = ("auto", "finetune", "stack")  # what `train` builds (pipeline.flow.train)
 
 
 class ConfigError(ValueError):
@@ -213,6 +214,13 @@ class ModelConfig:
 class TrainConfig:
     """Two-phase transfer learning: head on a frozen backbone, then fine-tuning of the top blocks."""
 
+    recipe: str = setting(
+        "auto",
+        "what `train` builds: auto (a portfolio chosen on out-of-fold scores within the time budget: "
+        "stacked features, fine-tuned folds, pseudo-labels, their ensemble), finetune (two-phase folds "
+        "and refits) or stack (stacked features alone)",
+        choices=RECIPES,
+    )
     run_name: str = setting("", "folder name under runs/<slug>/; '' = <backbone>-<size>px")
     folds: int = setting(
         5, "stratified folds of `train` (`train --holdout` trains one split)", within="[2, inf)"
@@ -274,9 +282,16 @@ class TrainConfig:
     )
     time_budget: float = setting(
         0.0,
-        "k-fold: start no fold past this many seconds (3h, 90m) when the longest fold would not fit; 0 = none",
+        "seconds `train` may work (3h, 90m): no fold or portfolio member is started that would not fit; "
+        "0 = none (recipe auto: 20m here, the session's limit in a kernel)",
         parse=duration,
         within="[0, inf)",
+    )
+    class_weight: str = setting(
+        "auto",
+        "weights of the classes in the loss (fine-tuning) and the stack's fit: balanced (inverse "
+        "frequency), none, or auto (balanced when the largest class has over 3x the smallest's images)",
+        choices=("auto", "balanced", "none"),
     )
     mixed_precision: str = setting(
         "auto", "auto: float16 on GPU, bfloat16 on TPU, off on CPU", choices=("auto", "on", "off")
@@ -312,9 +327,15 @@ class StackConfig:
     backbones: str = setting(
         "", "comma-separated pretrained backbones whose features are stacked; '' = model.backbone"
     )
-    # Chosen on out-of-fold log loss on dogs-vs-cats-mini with MobileNet 0.25 (README "Measured
-    # quality"): 160 alone 0.166, 160+224+288 0.107, 224+288+352 0.099, 192+256+320 0.105.
-    sizes: str = setting("224,288,352", "comma-separated image sizes at which each backbone sees every image")
+    # auto: features at every size of AUTO_STACK_SIZES, the blocks kept by forward selection on
+    # out-of-fold log loss (on dogs-vs-cats-mini with MobileNet 0.25: 160 alone 0.166, 160+224+288
+    # 0.107, 224+288+352 0.099, 192+256+320 0.105; README "Measured quality").
+    sizes: str = setting(
+        "auto",
+        "comma-separated image sizes at which each backbone sees every image; auto: those of "
+        "160,224,288,352 that out-of-fold scores keep",
+        flag="--sizes",
+    )
     views: str = setting(
         "original,hflip",
         "views whose features are averaged (flip-invariant features)",
@@ -715,14 +736,31 @@ def stack_backbones(config: Config) -> list[str]:
     return [b.strip() for b in (config.stack.backbones or config.model.backbone).split(",") if b.strip()]
 
 
+AUTO_STACK_SIZES = (160, 224, 288, 352)  # stack.sizes = auto: the candidates, before selection
+
+
 def stack_sizes(config: Config) -> list[int]:
-    """The image sizes `stack` uses, as numbers (ConfigError for anything else)."""
+    """The image sizes `stack` computes features at (stack.sizes = auto: every candidate), as
+    numbers (ConfigError for anything else)."""
+    if config.stack.sizes.strip() == "auto":
+        return list(AUTO_STACK_SIZES)
     try:
         return [int(v) for v in config.stack.sizes.split(",") if v.strip()]
     except ValueError as error:
         raise ConfigError(
             f"stack.sizes = {config.stack.sizes!r}: write whole numbers such as 128,160,224"
         ) from error
+
+
+def sizes_for(config: Config, backbone: Backbone) -> list[int]:
+    """The sizes one backbone's stack blocks are computed at: stack.sizes as given; for auto each
+    candidate rounded to a size the backbone takes (a multiple of its patch, its smallest input)."""
+    sizes = stack_sizes(config)
+    if config.stack.sizes.strip() != "auto":
+        return sizes
+    patch = backbone.patch_size or 1
+    rounded = [max(backbone.min_image_size, patch * max(1, round(size / patch))) for size in sizes]
+    return list(dict.fromkeys(rounded))
 
 
 def check_stack(config: Config) -> None:
@@ -735,7 +773,7 @@ def check_stack(config: Config) -> None:
             raise ConfigError(f"stack.backbones has {name!r}: choose pretrained backbones among {known}")
         if max(sizes) > 4096:
             raise ConfigError(f"stack.sizes = {config.stack.sizes!r}: {name} needs sizes up to 4096")
-        for size in sizes:
+        for size in sizes_for(config, backbone):
             check_image_size(backbone, size, "stack.sizes")
         if (missing := backbone.family_entry.missing()) is not None:
             raise ConfigError(f"stack.backbones has {name!r}: {missing}")

@@ -141,8 +141,11 @@ def preview(config: Config, batches: int = 3) -> Path:
 
 
 def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Run:
-    """Train the two-phase recipe on every stratified fold, then the `train.refit` models on all
-    the images; or on one holdout split alone (the quick iteration); return the run.
+    """Train `train.recipe`: auto (the default), the portfolio of the auto recipe
+    (pipeline.recipe.portfolio), whose ensemble `predict` submits; finetune, the two-phase recipe on
+    every stratified fold, then the `train.refit` models on all the images; stack, the stacked
+    features (its submission written); with `holdout`, the two-phase recipe on one split alone
+    (the quick iteration). Return the run.
 
     One command at a time per run folder: another one is refused with its holder's PID, or waited
     for with `wait`. The run's report is written after it unless `report_after` is False (for
@@ -151,10 +154,20 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     from pipeline.data.sizes import plan_cache
     from pipeline.fit.pseudo import pseudo_labels
     from pipeline.fit.splits import check_split
+    from pipeline.registry import get_backbone
 
+    if config.train.recipe == "stack" and not holdout:
+        stack(config)  # writes its submission too
+        from pipeline.infer.stack import stack_run_dir
+
+        return Run(stack_run_dir(config))
     competition = get_competition(config.competition)
     require_writable(layout.competition_dir(config), layout.competition_runs(config))
     require_weights(config)
+    if config.train.recipe == "auto" and not holdout and get_backbone(config.model.backbone).pretrained:
+        from pipeline.config import check_stack
+
+        check_stack(config)
     config = resolve_auto_rates(config)
     found = prepare_index(config, competition)  # missing data is reported before TensorFlow loads
     competition = found.resolve(competition)
@@ -162,10 +175,12 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     pseudo_labels(
         config, found.test, competition.num_classes
     )  # a run to take labels from that is missing: refused now
-    config = plan_cache(config, len(found.train), layout.image_cache_dir(config))  # before memory is spent
+    seen = len(found.train) + (
+        len(found.test) if config.train.recipe == "auto" and not holdout else 0
+    )  # stack
+    config = plan_cache(config, seen, layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
     from pipeline.model.families import family_of
-    from pipeline.registry import get_backbone
 
     spec = get_backbone(config.model.backbone)
     print(family_of(spec).describe_weights(spec, config.model.weights))
@@ -173,6 +188,15 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     from pipeline.fit.refit import train_refits
     from pipeline.fit.train import train_holdout
 
+    if config.train.recipe == "auto" and not holdout and not spec.pretrained:
+        print(
+            f"recipe auto: {spec.name} has no pretrained features to stack; training the fine-tuned folds alone"
+        )
+    elif config.train.recipe == "auto" and not holdout:  # the portfolio: its ensemble is what predict submits
+        from pipeline.recipe.portfolio import portfolio_dir, run_portfolio
+
+        with exclusive(portfolio_dir(config), "training", wait=wait):
+            return run_portfolio(config, competition, found)
     run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
     budget = config.train.time_budget
     deadline = time.monotonic() + budget if budget else None
@@ -314,6 +338,18 @@ def predict(config: Config) -> Path:
     config = with_run_inputs(config, run)
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
+    if run.is_portfolio:  # the auto recipe's ensemble: its test predictions are made
+        from pipeline.acquire.index import sample_submission as sample_of
+        from pipeline.submit.upload import write_run_submission as write
+
+        return write(
+            config,
+            competition,
+            run.name,
+            run.read_test_predictions(),
+            sample_of(config, competition),
+            found.train["label"],
+        )
     config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
     load_tensorflow()
     from pipeline.infer.predict import predict_run

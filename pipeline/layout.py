@@ -59,6 +59,12 @@ def features_dir(config: Config) -> Path:
     return competition_dir(config) / "features"
 
 
+def throughput_file(config: Config) -> Path:
+    """data/throughput.json: images per second of each backbone and size on this machine, measured
+    once (the auto recipe's plan)."""
+    return Path(config.paths.data_root) / "throughput.json"
+
+
 def folds_file(config: Config, n_splits: int) -> Path:
     """data/<slug>/folds-<k>-seed<seed>.csv: the saved stratified split."""
     return competition_dir(config) / f"folds-{n_splits}-seed{config.data.seed}.csv"

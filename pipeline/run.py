@@ -54,6 +54,7 @@ CV_ROWS = "cv.json"
 POSTPROCESSING = "postprocessing.json"
 LEGACY_POSTPROCESSING = "ensemble.json"  # its name in runs made before 2026-12
 TEST_PREDICTIONS = "test_predictions.csv"
+PORTFOLIO = "portfolio.json"  # the auto recipe's plan, members, scores and weights: marks a portfolio run
 FINAL_OOF = "oof_predictions.csv"  # the out-of-fold predictions of what was submitted, before clipping
 REPORT_PAGE = "report.html"
 REPORT_DIR = "report"
@@ -73,6 +74,7 @@ FILE_NAMES = (  # a fitness test fails when a module outside this one spells any
     POSTPROCESSING,
     LEGACY_POSTPROCESSING,
     TEST_PREDICTIONS,
+    PORTFOLIO,
     FINAL_OOF,
     REPORT_PAGE,
     "head.weights.h5",
@@ -176,12 +178,28 @@ class Run:
 
     @property
     def has_finished_models(self) -> bool:
-        """True when at least one member is finished (a run `predict` can use)."""
-        return bool(self.members())
+        """True when at least one member is finished, or a finished portfolio (a run `predict` can use)."""
+        return bool(self.members()) or self.is_portfolio
+
+    @property
+    def is_portfolio(self) -> bool:
+        """True for a finished portfolio of the auto recipe: its ensemble's test predictions are saved."""
+        return (self.path / PORTFOLIO).is_file() and (self.path / TEST_PREDICTIONS).is_file()
 
     def finished_at(self) -> float:
         """When its newest member finished (seconds since the epoch)."""
+        if not self.members():
+            return (self.path / PORTFOLIO).stat().st_mtime
         return max((m.path / METRICS).stat().st_mtime for m in self.members())
+
+    def read_portfolio(self) -> dict[str, Any] | None:
+        """The auto recipe's record (plan, members with OOF score, seconds, weight), if any."""
+        path = self.path / PORTFOLIO
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_portfolio(self, record: dict[str, Any]) -> Path:
+        """Save the auto recipe's record, whole."""
+        return _write_json(self.path / PORTFOLIO, record)
 
     def state(self) -> str:
         """'in use' while a command holds the folder, else 'finished' or 'unfinished'."""

@@ -61,6 +61,7 @@ def tiny_config(data_root: Path, competition: str = "dogs-vs-cats-demo", **overr
         "data.batch_size": 8,
         "data.validation_workers": 2,
         "train.refit": 0,  # the tests of refitting ask for it
+        "train.recipe": "finetune",  # the tests of the auto recipe ask for it
     }
     values.update({key.replace("__", "."): value for key, value in overrides.items()})
     return load_config(overrides=values, environ={})

@@ -83,8 +83,10 @@ def fit_phase(
     config: Config,
     extra: Sequence[keras.callbacks.Callback],
     verbose: int,
+    class_weight: dict[int, float] | None = None,
 ) -> int:
-    """Fit one phase; return the epoch the timeline has reached after it."""
+    """Fit one phase (`class_weight`: Keras' weights of the classes in the loss); return the epoch
+    the timeline has reached after it."""
     if repaired := check_backup(run.backup_dir(phase)):
         print(f"warning: {repaired}.")
     callbacks = [
@@ -113,6 +115,7 @@ def fit_phase(
         initial_epoch=first_epoch,
         epochs=first_epoch + epochs,
         callbacks=callbacks,
+        class_weight=class_weight,
         verbose=1 if verbose == 1 else 0,
         shuffle=False,  # the tf.data pipeline shuffles
     )

@@ -34,6 +34,8 @@ from pipeline.competitions import Competition
 from pipeline.config import Config
 from pipeline.data.augment import augments
 from pipeline.data.input_pipeline import encode_labels, make_dataset
+from pipeline.fit.class_weights import class_weights
+from pipeline.fit.class_weights import describe as describe_weights
 from pipeline.fit.metrics import as_columns
 from pipeline.fit.metrics import scores as score_predictions
 from pipeline.fit.phases import Phases, best_val_loss, fit_phase, fit_verbosity, phase_history
@@ -115,6 +117,7 @@ class TrainingContext:
     run: Run
     callbacks: Sequence[keras.callbacks.Callback]
     verbose: int
+    class_weight: dict[int, float] | None  # train.class_weight resolved on this run's training images
 
     def compile(
         self, model: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
@@ -136,6 +139,7 @@ class TrainingContext:
             self.config,
             self.callbacks,
             self.verbose,
+            self.class_weight,
         )
 
 
@@ -156,6 +160,9 @@ def _prepare(
     validating = 0 if validation is None else len(validation)
     print(f"Run {run.name}: {len(train):,} training and {validating:,} validation images on {devices}")
     num_classes = len(competition.classes)
+    weights = class_weights(train["label"].to_numpy(), num_classes, config.train.class_weight)
+    if weights is not None:
+        print(describe_weights(weights, list(competition.classes)))
     batched = dataclasses.replace(
         config, data=dataclasses.replace(config.data, batch_size=config.data.batch_size * devices.replicas)
     )
@@ -173,6 +180,7 @@ def _prepare(
         run,
         callbacks,
         verbose,
+        weights,
     )
 
 

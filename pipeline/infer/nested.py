@@ -1,0 +1,33 @@
+"""An honest score for an ensemble whose weights are fit on out-of-fold predictions: the weights
+used on each fold's images are fit on the other folds' images only (nested cross-validation), so
+no image helps choose the weights it is scored with. The plain OOF score of the same ensemble is
+optimistic; the gap between the two is how much the weights learned the noise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.infer.ensembles.base import EnsembleMethod
+from pipeline.metrics import Metric
+
+
+def nested_predictions(
+    method: EnsembleMethod, oof: np.ndarray, labels: np.ndarray, folds: np.ndarray, metric: Metric
+) -> np.ndarray:
+    """The ensemble's out-of-fold predictions, each fold's combined with weights fit on the others'
+    (`oof`: (members, images) or (members, images, classes); `folds`: each image's fold)."""
+    combined = np.zeros(oof.shape[1:])
+    for fold in np.unique(folds):
+        inside, outside = folds != fold, folds == fold
+        weights = method.fit(oof[:, inside], labels[inside], metric)
+        combined[outside] = method.combine(oof[:, outside], weights)
+    return combined
+
+
+def nested_score(
+    method: EnsembleMethod, oof: np.ndarray, labels: np.ndarray, folds: np.ndarray, metric: Metric
+) -> float:
+    """The metric of `nested_predictions` (one member: its own OOF score)."""
+    if len(oof) == 1:
+        return metric.of_probabilities(labels, oof[0])
+    return metric.of_probabilities(labels, nested_predictions(method, oof, labels, folds, metric))

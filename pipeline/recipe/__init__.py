@@ -1,0 +1,1 @@
+"""Recipes that choose themselves: the auto recipe's plan, throughput measurements and portfolio."""
