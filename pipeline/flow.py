@@ -320,6 +320,14 @@ def report(config: Config, run: Run | None = None) -> Path:
     load_tensorflow()
     from pipeline.report.build import build_report
 
+    if run.is_portfolio:  # its page, and the fine-tuned member's own when it was trained
+        from pipeline.report.portfolio import FINETUNE, build_portfolio_report
+
+        member = Run(run.path / FINETUNE)
+        inner = build_report(config, member) if member.has_finished_models else None
+        page = build_portfolio_report(config, run, inner)
+        print(f"Report: {page}")
+        return page
     page = build_report(config, run)
     print(f"Report: {page}")
     return page

@@ -197,6 +197,22 @@ class Run:
         path = self.path / PORTFOLIO
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def portfolio_line(self) -> str:
+        """The portfolio's members in one line (kept ones with their weight, others with their
+        status), for the ledger and Kaggle's submission description; '' for other runs."""
+        record = self.read_portfolio()
+        if record is None:
+            return ""
+        parts = [
+            f"{m['name']} x {m.get('weight', 0):.2f}"
+            if m.get("kept")
+            else f"{m['name']} {m.get('status', '')}".strip()
+            for m in record.get("members", [])
+        ]
+        nested = record.get("nested_oof")
+        shown = f"; nested {record.get('selected_on', '')} {nested:.4f}" if isinstance(nested, float) else ""
+        return "portfolio: " + ", ".join(parts) + shown
+
     def write_portfolio(self, record: dict[str, Any]) -> Path:
         """Save the auto recipe's record, whole."""
         return _write_json(self.path / PORTFOLIO, record)

@@ -33,6 +33,7 @@ from pipeline.tables import read_id_csv
 
 SECTIONS = {
     "summary": "Summary",
+    "portfolio": "Portfolio: members, scores, time, weights",
     "curves": "Learning curves",
     "metrics": "Metrics per fold and out-of-fold",
     "errors": "Confusion matrix, ROC, precision-recall, calibration",
@@ -87,7 +88,9 @@ class Page:
             loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, keep_trailing_newline=True
         )
         sections = [
-            {"key": key, "title": SECTIONS[key], "blocks": blocks} for key, blocks in self.parts.items()
+            {"key": key, "title": SECTIONS[key], "blocks": blocks}
+            for key, blocks in self.parts.items()
+            if blocks
         ]
         return environment.get_template(TEMPLATE).render(title=title, sections=sections)
 

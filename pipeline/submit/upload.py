@@ -133,7 +133,8 @@ def submit_file(
         record(ledger_path, {**row, "status": "invalid", "note": str(error)[:NOTE_CHARS]})
         raise SubmissionError(f"{path} was not uploaded: {error}") from error
     cv_text = "no CV" if score is None else f"CV {competition.metric} {score:.5f}"
-    message = f"{name or path.name}: {cv_text}"
+    members = run.portfolio_line() if run is not None else ""
+    message = f"{name or path.name}: {cv_text}" + (f" ({members})" if members else "")
     record(ledger_path, {**row, "status": UPLOADING, "note": message})  # before the request: a kill is seen
     try:
         ref = gateway.submit(competition.slug, path, f"{message} {submission_tag(digest)}")

@@ -65,6 +65,10 @@ def test_auto_recipe_trains_its_members_and_predict_submits_their_ensemble(
     solution = pd.read_csv(demo_archive_dir / "solution.csv", dtype=str)
     assert sorted(submission["id"]) == sorted(solution["id"])
 
+    page = flow.report(config).read_text()  # the members, and the fine-tuned member's own report linked
+    assert all(name in page for name in members) and (run.path / "finetune" / "report.html").is_file()
+    assert run.portfolio_line().startswith("portfolio: ") and " x " in run.portfolio_line()  # the ledger's note
+
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished member was trained again")
 
