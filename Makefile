@@ -48,7 +48,7 @@ preview: setup  ## a look at a few augmented batches of COMPETITION
 tune: setup  ## Optuna search of the recipe on COMPETITION (TRIALS per worker, WORKERS processes)
 	$(PY) -m pipeline tune $(ARGS) $(COMPETITION_FLAG) $(call given,TRIALS,--trials) $(call given,WORKERS,--workers)
 
-train: setup  ## train COMPETITION: stratified k-fold, two-phase transfer learning (ARGS=--holdout: one split)
+train: setup  ## train COMPETITION: the auto recipe (a portfolio within --time-budget; ARGS="--recipe finetune", --holdout: one split)
 	$(PY) -m pipeline train $(ARGS) $(COMPETITION_FLAG)
 
 predict: setup  ## predict with the newest finished run (k-fold or holdout) and TTA; write the submission CSV

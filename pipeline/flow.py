@@ -285,6 +285,25 @@ def _say_which(config: Config, run: Run) -> None:
         print(f"Run {run.name}: the newest finished run of {config.competition} (--run NAME for another).")
 
 
+def _with_models(run: Run) -> Run:
+    """The run whose Keras models classify and export use: a portfolio's fine-tuned member (its
+    stacked members' heads are scikit-learn fits, not models), said in one line."""
+    if not run.is_portfolio:
+        return run
+    from pipeline.recipe.plan import FINETUNE
+
+    member = Run(run.path / FINETUNE)
+    if not member.has_finished_models:
+        raise FileNotFoundError(
+            f"run {run.name} is a portfolio whose members are stacked features without a Keras model: train "
+            "with --recipe finetune (or give the portfolio the time for its fine-tuned member) to classify or export"
+        )
+    print(
+        f"Run {run.name} is a portfolio: using its fine-tuned member ({member.path}), the one with Keras models."
+    )
+    return member
+
+
 RUN_INPUTS = ("model.backbone", "data.image_size", "data.resize_mode")  # fixed when a run is trained
 
 
@@ -321,7 +340,8 @@ def report(config: Config, run: Run | None = None) -> Path:
     from pipeline.report.build import build_report
 
     if run.is_portfolio:  # its page, and the fine-tuned member's own when it was trained
-        from pipeline.report.portfolio import FINETUNE, build_portfolio_report
+        from pipeline.recipe.plan import FINETUNE
+        from pipeline.report.portfolio import build_portfolio_report
 
         member = Run(run.path / FINETUNE)
         inner = build_report(config, member) if member.has_finished_models else None
@@ -377,6 +397,7 @@ def classify(config: Config, photos: list[Path]) -> pd.DataFrame:
     competition = with_indexed_classes(config, get_competition(config.competition))
     run = layout.require_run(config)
     _say_which(config, run)
+    run = _with_models(run)
     config = with_run_inputs(config, run)
     load_tensorflow()
     from pipeline.infer.classify import classify_images, image_files
@@ -400,6 +421,7 @@ def export(config: Config, out: Path | None = None) -> Path:
     competition = with_indexed_classes(config, get_competition(config.competition))
     run = layout.require_run(config)
     _say_which(config, run)
+    run = _with_models(run)
     config = with_run_inputs(config, run)
     target = out or layout.export_dir(run)
     require_writable(target)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pipeline.config import Config
 
+STACK, FINETUNE, PSEUDO = "stack", "finetune", "stack-pseudo"  # the members, each a run folder of that name
 LOCAL_BUDGET = 20 * 60.0  # seconds, when train.time_budget is 0 outside a kernel
 DECODE_OVERHEAD = 1.3  # the features' measured rate excludes the cache's first decode of every image
 HEAD_SECONDS_PER_IMAGE = 0.002  # the stack's logistic regressions per training image and block set (2 cores)

@@ -8,7 +8,7 @@ out-of-fold predictions within a time budget, as the best Kaggle practice does.
     choose_members(...); blend     # d. members kept when the nested OOF estimate improves, weighted on OOF
 
 Every member is a run folder inside the portfolio's (runs/<slug>/auto-<backbone>-<size>px/<member>/);
-the portfolio's own folder holds the ensemble's predictions and portfolio.json (the plan, every
+the portfolio's own folder holds the ensemble's predictions and its record (the plan, every
 member's OOF score, time and weight). A member that does not fit the time left is not started; an
 interrupted `train` starts again at the first member without predictions (the features, folds and
 TTA predictions finished before are reused).
@@ -84,7 +84,7 @@ def usable_backbones(config: Config) -> list[str]:
 
 @dataclass
 class Record:
-    """portfolio.json: the plan and what each member did."""
+    """The portfolio's record (Run.write_portfolio): the plan and what each member did."""
 
     run: Run
     data: dict
@@ -133,20 +133,20 @@ def make_plan(config: Config, index: ImageIndex, backbones: list[str], rates: di
     kept = "chosen on OOF" if config.stack.sizes.strip() == "auto" else "as given"
     return [
         plan.Step(
-            "stack",
+            plan.STACK,
             f"frozen {'+'.join(backbones)} features at {sizes} px ({views} view(s)), sizes {kept}, "
             f"a logistic regression per fold",
             plan.stack_estimate(train + test, train, views, stack_rates, blocks),
         ),
         plan.Step(
-            "finetune",
+            plan.FINETUNE,
             f"two-phase {config.model.backbone} at {config.data.image_size} px, {config.train.folds} folds "
             f"(head on features up to {max(config.train.head_epochs, AUTO_HEAD_EPOCHS)} epochs, "
             f"{config.train.fine_epochs} fine epochs; early stopping), test by the fold models with TTA",
             plan.finetune_estimate(config, train, test, rate, rate / TRAIN_COST),
         ),
         plan.Step(
-            "stack-pseudo",
+            plan.PSEUDO,
             f"the stack with the ensemble's test images of confidence >= {config.train.pseudo_threshold} "
             "as pseudo-labels; kept when the OOF says they help",
             plan.pseudo_estimate(train, test, blocks),
@@ -228,11 +228,11 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
         "stack_blocks": record.data.get("stack_blocks", []),
     }
     configs = {
-        "stack": member_config(config, name, "stack", **{"stack.backbones": ",".join(backbones)}),
-        "finetune": member_config(
+        plan.STACK: member_config(config, name, plan.STACK, **{"stack.backbones": ",".join(backbones)}),
+        plan.FINETUNE: member_config(
             config,
             name,
-            "finetune",
+            plan.FINETUNE,
             **{
                 "train.refit": 0,
                 "train.head_cache_features": True,
@@ -243,7 +243,7 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
     }
     folders = {
         key: Run(layout.competition_runs(config) / f"{name}/{key}")
-        for key in ("stack", "finetune", "stack-pseudo")
+        for key in (plan.STACK, plan.FINETUNE, plan.PSEUDO)
     }
     finished: list[str] = []
 
@@ -256,7 +256,7 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
             print(f"member {step.name}: finished before ({folder.path}); reused")
             finished.append(step.name)
             continue
-        if step.name != "stack" and step.estimate > left():
+        if step.name != plan.STACK and step.estimate > left():
             print(
                 f"member {step.name}: not started (~{step.estimate:.0f} s, {max(left(), 0):.0f} s of the budget left)"
             )
@@ -264,12 +264,12 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
             continue
         print(f"=== Member {step.name} (~{step.estimate:.0f} s) ===", flush=True)
         begun = time.monotonic()
-        if step.name == "stack":
-            kept = fit_stack(configs["stack"], competition, index).blocks
+        if step.name == plan.STACK:
+            kept = fit_stack(configs[plan.STACK], competition, index).blocks
             record.data["stack_blocks"] = [[block.backbone, block.size] for block in kept]
-        elif step.name == "finetune":
+        elif step.name == plan.FINETUNE:
             settings = apply_settings(
-                configs["finetune"], {"train.time_budget": max(left(), 1.0)}, "time left"
+                configs[plan.FINETUNE], {"train.time_budget": max(left(), 1.0)}, "time left"
             )
             trained = train_kfold(settings, competition, index)
             if len(trained.members()) < config.train.folds:
@@ -289,7 +289,7 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
                 "stack.sizes": ",".join(str(s) for s in sorted({s for _, s in blocks})),
                 "train.pseudo_label": source,
             }
-            fit_stack(member_config(config, name, "stack-pseudo", **settings), competition, index)
+            fit_stack(member_config(config, name, plan.PSEUDO, **settings), competition, index)
         took = time.monotonic() - begun
         score = folder.cv_score(competition.metric)
         print(

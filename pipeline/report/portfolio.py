@@ -16,8 +16,6 @@ from pipeline.report import plots
 from pipeline.report.classes import per_class_table, predictions_table, top_confusions
 from pipeline.run import Run
 
-FINETUNE = "finetune"  # the member with models of its own (pipeline.recipe.portfolio)
-
 
 def members_table(record: dict) -> pd.DataFrame:
     """One row per member: status, seconds estimated and taken, OOF alone, the nested estimate of

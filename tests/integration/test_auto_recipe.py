@@ -67,7 +67,12 @@ def test_auto_recipe_trains_its_members_and_predict_submits_their_ensemble(
 
     page = flow.report(config).read_text()  # the members, and the fine-tuned member's own report linked
     assert all(name in page for name in members) and (run.path / "finetune" / "report.html").is_file()
-    assert run.portfolio_line().startswith("portfolio: ") and " x " in run.portfolio_line()  # the ledger's note
+    assert (
+        run.portfolio_line().startswith("portfolio: ") and " x " in run.portfolio_line()
+    )  # the ledger's note
+
+    photo = next(p for p in sorted(tmp_path.rglob("*.jpg")) if p.parent.name == demo.test_dir)
+    assert len(flow.classify(config, [photo])) == 1  # by the portfolio's fine-tuned member, which has models
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished member was trained again")
@@ -85,7 +90,7 @@ def test_a_member_past_the_budget_is_not_started_and_a_budget_too_short_is_refus
     short = auto_config(tmp_path / "short", demo_archive_dir, train__time_budget=0.5)
     with pytest.raises(ConfigError, match="time_budget"):
         flow.train(short)
-    assert not (layout.competition_runs(short) / "auto-mobilenet-0.25-32px" / "portfolio.json").exists()
+    assert Run(layout.competition_runs(short) / "auto-mobilenet-0.25-32px").read_portfolio() is None
 
     monkeypatch.setattr(plan, "finetune_estimate", lambda *args: 1e6)
     config = auto_config(tmp_path / "budget", demo_archive_dir, train__time_budget=600)
