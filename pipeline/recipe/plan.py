@@ -18,7 +18,7 @@ from pipeline.config import Config
 
 STACK, FINETUNE, PSEUDO = "stack", "finetune", "stack-pseudo"  # the members, each a run folder of that name
 LOCAL_BUDGET = 20 * 60.0  # seconds, when train.time_budget is 0 outside a kernel
-DECODE_OVERHEAD = 1.3  # the features' measured rate excludes the cache's first decode of every image
+FURTHER_VIEW = 0.5  # a view after the first reuses the decoded, resized images (the cache): about half a pass
 HEAD_SECONDS_PER_IMAGE = 0.002  # the stack's logistic regressions per training image and block set (2 cores)
 
 
@@ -36,10 +36,10 @@ def budget(config: Config) -> float:
     return config.train.time_budget or LOCAL_BUDGET
 
 
-def stack_estimate(images: int, train: int, views: int, rates: dict[int, float], candidates: int) -> float:
-    """Features of every block for every image and view, then the heads (forward selection fits
-    about candidates^2 / 2 sets of heads)."""
-    features = sum(images * views / rate for rate in rates.values()) * DECODE_OVERHEAD
+def stack_estimate(images: int, train: int, views: int, rates: list[float], candidates: int) -> float:
+    """Features of every block (`rates`: images per second of each) for every image and view, then
+    the heads (forward selection fits about candidates^2 / 2 sets of heads)."""
+    features = sum(images * (1 + FURTHER_VIEW * (views - 1)) / rate for rate in rates)
     heads = HEAD_SECONDS_PER_IMAGE * train * max(1, candidates * (candidates + 1) // 2)
     return features + heads
 

@@ -49,9 +49,8 @@ from pipeline.recipe.throughput import TRAIN_COST, images_per_second
 from pipeline.registry import get_backbone
 from pipeline.run import Run
 
-AUTO_HEAD_EPOCHS = (
-    20  # the fine-tuned member's head trains on features computed once: cheap epochs, early stopping ends it
-)
+# The fine-tuned member's head trains on features computed once: cheap epochs, early stopping ends it.
+AUTO_HEAD_EPOCHS = 20
 
 
 def portfolio_name(config: Config) -> str:
@@ -122,11 +121,7 @@ def make_plan(config: Config, index: ImageIndex, backbones: list[str], rates: di
     """The members with their estimated seconds, in the order they run."""
     train, test = len(index.train), len(index.test)
     views = len(parse_views(config.stack.views))
-    stack_rates = {
-        size: rate
-        for (b, size), rate in rates.items()
-        if b in backbones and size in sizes_for(config, get_backbone(b))
-    }
+    stack_rates = [rates[(b, size)] for b in backbones for size in sizes_for(config, get_backbone(b))]
     blocks = sum(len(sizes_for(config, get_backbone(b))) for b in backbones)
     sizes = ",".join(str(s) for s in sizes_for(config, get_backbone(backbones[0])))
     rate = rates[(config.model.backbone, config.data.image_size)]
