@@ -443,9 +443,10 @@ def set_ladder(name: str, seeds: int) -> tuple[list[Row], str]:
     skipped = False
     for seed in range(seeds):
         record = auto(
-            f"default `train` + `predict` (recipe auto), seed {42 + seed}", **{"data.seed": 42 + seed}
+            f"default `train` + `predict` (recipe auto), seed {42 + seed}",
+            **{"data.seed": 42 + seed, "train.run_name": f"auto-seed{42 + seed}"},
         )
-        skipped |= any(m.get("status") != "done" for m in record["members"])
+        skipped |= any(m.get("status") == "not started" for m in record["members"])
     if skipped:
         auto(
             "recipe auto with --time-budget 90m (every member)",

@@ -29,6 +29,7 @@ from pipeline.config import Config, ConfigError, apply_settings, sizes_for, stac
 from pipeline.fit.cross_validation import train_kfold
 from pipeline.fit.metrics import from_columns
 from pipeline.fit.splits import kfold_assignment
+from pipeline.fit.train import train_run
 from pipeline.infer.blend import blend, load_members
 from pipeline.infer.ensembles import get_method
 from pipeline.infer.nested import nested_score
@@ -180,6 +181,45 @@ def choose_members(
     return sorted(kept), alone, tried
 
 
+def finetune_helps(
+    config: Config, competition: Competition, index: ImageIndex, stack: Run, folder: Run
+) -> tuple[bool, float, float]:
+    """Successive halving's first rung: train the fine-tuned member's first fold only and ask
+    whether its validation predictions improve the stack's OOF predictions of the same images
+    (a nested estimate over two random halves of them). Returns (helps, the stack's score there,
+    the nested score of both)."""
+    folds = kfold_assignment(config, index).to_numpy()
+    first = train_run(config, competition, index.train[folds != 0], index.train[folds == 0], folder.fold(0))
+    validation = first.read_validation()
+    ids = validation["id"].astype(str)
+    stack_oof = stack.read_final_oof()
+    stacked = from_columns(stack_oof.set_index(stack_oof["id"].astype(str)).loc[ids])
+    labels = validation["label"].to_numpy(dtype=int)
+    oof = np.stack([stacked, from_columns(validation)])
+    halves = np.random.default_rng(config.data.seed).permutation(len(labels)) % 2
+    metric = selection_metric(competition)
+    alone = metric.of_probabilities(labels, stacked)
+    both = nested_score(get_method(ensemble_method(config, competition)), oof, labels, halves, metric)
+    return metric.better(both, alone), alone, both
+
+
+def changed_settings(saved: dict, config: Config) -> list[str]:
+    """The settings that make a portfolio another one (paths, budget and run name aside), as
+    'key: saved -> now'."""
+    ignored = {"paths", "kernel", "tune", "predict"}
+    loose = {"train.time_budget", "train.run_name", "data.cache", "data.validation_workers"}
+    now, changes = config.to_dict(), []
+    for section, values in now.items():
+        if section in ignored or not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            before = saved.get(section, {}).get(key, value)
+            if name not in loose and before != value:
+                changes.append(f"{name}: {before!r} -> {value!r}")
+    return changes
+
+
 def ensemble_method(config: Config, competition: Competition) -> str:
     """blend.method, or for auto the metric's own; a metric of labels (accuracy, F1) weighs the
     members on log loss (a proper score: weights that calibrate), its threshold chosen after."""
@@ -213,6 +253,13 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
             f"train.time_budget = {seconds:.0f} s is shorter than the plan's shortest member (stack, "
             f"~{steps[0].estimate:.0f} s): give --time-budget {int(steps[0].estimate * 1.5) + 1} or more"
         )
+    if run.config_path.is_file() and (changes := changed_settings(run.read_config(), config)):
+        raise ConfigError(
+            f"{run.path} holds a portfolio trained with other settings ({'; '.join(changes[:4])}): name "
+            "another with --run-name, or delete that folder to train this one there"
+        )
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.save_config(config)
     record = Record(run, run.read_portfolio() or {})
     record.data = {
         "recipe": "auto",
@@ -266,6 +313,18 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
             settings = apply_settings(
                 configs[plan.FINETUNE], {"train.time_budget": max(left(), 1.0)}, "time left"
             )
+            helps, alone, both = finetune_helps(settings, competition, index, folders[plan.STACK], folder)
+            shown = f"{selection_metric(competition).name} on fold 1's images: stack {alone:.4f}, with it {both:.4f} (nested)"
+            if not helps:
+                print(f"member finetune: stopped after fold 1, it does not improve the stack ({shown})")
+                record.save_member(
+                    step.name,
+                    status="stopped after fold 1",
+                    seconds=round(time.monotonic() - begun, 1),
+                    estimate=round(step.estimate),
+                )
+                continue
+            print(f"member finetune: fold 1 improves the stack ({shown}); training the other folds")
             trained = train_kfold(settings, competition, index)
             if len(trained.members()) < config.train.folds:
                 print(

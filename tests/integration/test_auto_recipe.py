@@ -45,6 +45,8 @@ def test_auto_recipe_trains_its_members_and_predict_submits_their_ensemble(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = auto_config(tmp_path, demo_archive_dir)
+    helps = portfolio.finetune_helps
+    monkeypatch.setattr(portfolio, "finetune_helps", lambda *args: (True, *helps(*args)[1:]))
     run = flow.train(config)
     out = capsys.readouterr().out
     assert "Plan of the auto recipe" in out and "1. stack" in out and "2. finetune" in out
@@ -91,6 +93,16 @@ def test_a_member_past_the_budget_is_not_started_and_a_budget_too_short_is_refus
     with pytest.raises(ConfigError, match="time_budget"):
         flow.train(short)
     assert Run(layout.competition_runs(short) / "auto-mobilenet-0.25-32px").read_portfolio() is None
+
+    helps = portfolio.finetune_helps  # successive halving: a member whose first fold adds nothing stops there
+    monkeypatch.setattr(portfolio, "finetune_helps", lambda *args: (False, *helps(*args)[1:]))
+    config = auto_config(tmp_path / "probe", demo_archive_dir)
+    run = flow.train(config)
+    status = {m["name"]: m["status"] for m in run.read_portfolio()["members"]}
+    assert status == {"stack": "done", "finetune": "stopped after fold 1", "stack-pseudo": "done"}
+    assert [m.name for m in Run(run.path / "finetune").members()] == ["fold-0"]
+    with pytest.raises(ConfigError, match="other settings"):  # another seed is another portfolio
+        flow.train(auto_config(tmp_path / "probe", demo_archive_dir, data__seed=7))
 
     monkeypatch.setattr(plan, "finetune_estimate", lambda *args: 1e6)
     config = auto_config(tmp_path / "budget", demo_archive_dir, train__time_budget=600)
