@@ -164,7 +164,9 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     competition = get_competition(config.competition)
     require_writable(layout.competition_dir(config), layout.competition_runs(config))
     require_weights(config)
-    if config.train.recipe == "auto" and not holdout and get_backbone(config.model.backbone).pretrained:
+    spec = get_backbone(config.model.backbone)
+    auto = config.train.recipe == "auto" and not holdout
+    if auto and spec.pretrained:
         from pipeline.config import check_stack
 
         check_stack(config)
@@ -175,28 +177,28 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     pseudo_labels(
         config, found.test, competition.num_classes
     )  # a run to take labels from that is missing: refused now
-    seen = len(found.train) + (
-        len(found.test) if config.train.recipe == "auto" and not holdout else 0
-    )  # stack
+    seen = len(found.train) + (len(found.test) if auto and spec.pretrained else 0)  # the stack sees both
     config = plan_cache(config, seen, layout.image_cache_dir(config))  # before memory is spent
     load_tensorflow()
     from pipeline.model.families import family_of
 
-    spec = get_backbone(config.model.backbone)
     print(family_of(spec).describe_weights(spec, config.model.weights))
     from pipeline.fit.cross_validation import train_kfold
     from pipeline.fit.refit import train_refits
     from pipeline.fit.train import train_holdout
 
-    if config.train.recipe == "auto" and not holdout and not spec.pretrained:
-        print(
-            f"recipe auto: {spec.name} has no pretrained features to stack; training the fine-tuned folds alone"
-        )
-    elif config.train.recipe == "auto" and not holdout:  # the portfolio: its ensemble is what predict submits
+    if auto and spec.pretrained:  # the portfolio: its ensemble is what predict submits
         from pipeline.recipe.portfolio import portfolio_dir, run_portfolio
 
         with exclusive(portfolio_dir(config), "training", wait=wait):
-            return run_portfolio(config, competition, found)
+            run = run_portfolio(config, competition, found)
+        if report_after:
+            report(config, run)
+        return run
+    if auto:
+        print(
+            f"recipe auto: {spec.name} has no pretrained features to stack; training the fine-tuned folds alone"
+        )
     run_dir = layout.holdout_run_dir(config) if holdout else layout.kfold_run_dir(config)
     budget = config.train.time_budget
     deadline = time.monotonic() + budget if budget else None
