@@ -428,6 +428,7 @@ def set_ladder(name: str, seeds: int) -> tuple[list[Row], str]:
 
     def auto(label: str, **values: object) -> dict:
         config = set_config(real, work, **values)
+        shutil.rmtree(layout.features_dir(config), ignore_errors=True)  # each row computes its own features
         (run, _), seconds = timed(lambda: (flow.train(config, report_after=False), flow.predict(config)))
         results.append((label, test_probabilities(run, real, index.test["id"]), seconds))
         record = run.read_portfolio()
