@@ -31,3 +31,20 @@ def nested_score(
     if len(oof) == 1:
         return metric.of_probabilities(labels, oof[0])
     return metric.of_probabilities(labels, nested_predictions(method, oof, labels, folds, metric))
+
+
+def per_image_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each image's log loss (P(positive), or (images, classes) probabilities), clipped as Kaggle does."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1 - 1e-15)
+    labels = np.asarray(labels, dtype=int)
+    if p.ndim == 1:
+        return -np.where(labels == 1, np.log(p), np.log(1 - p))
+    p = p / p.sum(axis=1, keepdims=True)
+    return -np.log(p[np.arange(len(labels)), labels])
+
+
+def clearly_lower(before: np.ndarray, after: np.ndarray) -> bool:
+    """True when the per-image losses `after` are lower than `before` by more than one standard
+    error of their paired difference: a gain the noise of these images does not explain."""
+    gain = np.asarray(before) - np.asarray(after)
+    return bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))

@@ -32,7 +32,7 @@ from pipeline.fit.splits import kfold_assignment
 from pipeline.fit.train import train_run
 from pipeline.infer.blend import blend, load_members
 from pipeline.infer.ensembles import get_method
-from pipeline.infer.nested import nested_score
+from pipeline.infer.nested import clearly_lower, nested_predictions, nested_score, per_image_log_loss
 from pipeline.infer.predict import predict_run
 from pipeline.infer.stack import (
     Block,
@@ -186,8 +186,9 @@ def finetune_helps(
 ) -> tuple[bool, float, float]:
     """Successive halving's first rung: train the fine-tuned member's first fold only and ask
     whether its validation predictions improve the stack's OOF predictions of the same images
-    (a nested estimate over two random halves of them). Returns (helps, the stack's score there,
-    the nested score of both)."""
+    (a nested estimate over two random halves of them; on log loss, by more than one standard
+    error of the per-image difference). Returns (helps, the stack's score there, the nested score
+    of both)."""
     folds = kfold_assignment(config, index).to_numpy()
     first = train_run(config, competition, index.train[folds != 0], index.train[folds == 0], folder.fold(0))
     validation = first.read_validation()
@@ -198,9 +199,14 @@ def finetune_helps(
     oof = np.stack([stacked, from_columns(validation)])
     halves = np.random.default_rng(config.data.seed).permutation(len(labels)) % 2
     metric = selection_metric(competition)
-    alone = metric.of_probabilities(labels, stacked)
-    both = nested_score(get_method(ensemble_method(config, competition)), oof, labels, halves, metric)
-    return metric.better(both, alone), alone, both
+    method = get_method(ensemble_method(config, competition))
+    combined = nested_predictions(method, oof, labels, halves, metric)
+    alone, both = metric.of_probabilities(labels, stacked), metric.of_probabilities(labels, combined)
+    if metric.name == "log_loss":  # a gain above the noise of one fold's images, not any gain
+        helps = clearly_lower(per_image_log_loss(labels, stacked), per_image_log_loss(labels, combined))
+    else:
+        helps = metric.better(both, alone)
+    return helps, alone, both
 
 
 def changed_settings(saved: dict, config: Config) -> list[str]:
@@ -316,7 +322,9 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
             helps, alone, both = finetune_helps(settings, competition, index, folders[plan.STACK], folder)
             shown = f"{selection_metric(competition).name} on fold 1's images: stack {alone:.4f}, with it {both:.4f} (nested)"
             if not helps:
-                print(f"member finetune: stopped after fold 1, it does not improve the stack ({shown})")
+                print(
+                    f"member finetune: stopped after fold 1, it does not clearly improve the stack ({shown})"
+                )
                 record.save_member(
                     step.name,
                     status="stopped after fold 1",

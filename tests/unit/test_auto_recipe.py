@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import AUTO_STACK_SIZES, load_config, sizes_for
 from pipeline.fit.class_weights import class_weights, sample_weights
 from pipeline.infer.ensembles import get_method
-from pipeline.infer.nested import nested_predictions, nested_score
+from pipeline.infer.nested import clearly_lower, nested_predictions, nested_score, per_image_log_loss
 from pipeline.infer.stack import Block, StackData, select_blocks
 from pipeline.metrics import get_metric
 from pipeline.recipe import plan
@@ -73,3 +73,14 @@ def test_auto_stack_sizes_are_candidates_a_backbone_can_take() -> None:
     assert all(size % 14 == 0 for size in patched) and len(patched) == len(set(patched))
     given = load_config(overrides={"stack.sizes": "32,48"}, environ={})
     assert sizes_for(given, get_backbone("mobilenet-0.25")) == [32, 48]
+
+
+def test_a_gain_within_the_noise_of_the_images_does_not_count() -> None:
+    labels = np.array([1, 0, 1, 1])
+    losses = per_image_log_loss(labels, np.array([0.9, 0.2, 0.6, 0.99]))
+    assert losses == pytest.approx(-np.log([0.9, 0.8, 0.6, 0.99]))
+    assert per_image_log_loss(np.array([2]), np.array([[0.2, 0.3, 0.5]])) == pytest.approx([-np.log(0.5)])
+    rng = np.random.default_rng(3)
+    before = rng.uniform(0.05, 0.5, 1000)
+    assert clearly_lower(before, before - 0.02)  # every image better
+    assert not clearly_lower(before, before - 0.0004 + rng.normal(0, 0.05, 1000))  # 0.0004 in noise of 0.05
