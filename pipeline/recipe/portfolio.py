@@ -138,7 +138,8 @@ def make_plan(config: Config, index: ImageIndex, backbones: list[str], rates: di
             plan.FINETUNE,
             f"two-phase {config.model.backbone} at {config.data.image_size} px, {config.train.folds} folds "
             f"(head on features up to {max(config.train.head_epochs, AUTO_HEAD_EPOCHS)} epochs, "
-            f"{config.train.fine_epochs} fine epochs; early stopping), test by the fold models with TTA",
+            f"{config.train.fine_epochs} fine epochs; early stopping; stopped after fold 1 unless it clearly "
+            "improves the stack), test by the fold models with TTA",
             plan.finetune_estimate(config, train, test, rate, rate / TRAIN_COST),
         ),
         plan.Step(
