@@ -146,7 +146,7 @@ def make_plan(config: Config, index: ImageIndex, backbones: list[str], rates: di
             plan.PSEUDO,
             f"the stack with the ensemble's test images of confidence >= {config.train.pseudo_threshold} "
             "as pseudo-labels; kept when the OOF says they help",
-            plan.pseudo_estimate(train, test, blocks),
+            plan.pseudo_estimate(train, test),
         ),
     ]
 
