@@ -60,18 +60,28 @@ WEIGHTS = (
 Row = dict[str, str]
 
 
-def base_config(**values: object) -> Config:
+def project_config(
+    competition: str, input_root: Path, work: Path, image_size: int, **values: object
+) -> Config:
+    """The project's configuration of a bench row: MobileNet 0.25 on the real weights, every
+    folder under `work`, then `values`."""
     overrides = {
-        "competition": "dogs-vs-cats",
-        "paths.input_root": str(WORK / "input"),
-        "paths.data_root": str(WORK / "data"),
-        "paths.runs_root": str(WORK / "runs"),
+        "competition": competition,
+        "paths.input_root": str(input_root),
+        "paths.data_root": str(work / "data"),
+        "paths.runs_root": str(work / "runs"),
+        "paths.submissions_root": str(work / "submissions"),
         "data.validation_workers": 2,
         "model.backbone": "mobilenet-0.25",
         "model.weights": str(WEIGHTS),
-        "data.image_size": 160,
+        "data.image_size": image_size,
     }
     return load_config(overrides={**overrides, **values}, environ={})
+
+
+def base_config(**values: object) -> Config:
+    """The mini ladder's configuration."""
+    return project_config("dogs-vs-cats", WORK / "input", WORK, 160, **values)
 
 
 SIX_FOUR = {"train.head_epochs": 6, "train.fine_epochs": 4}  # the reference's epochs, for the middle rows
@@ -369,19 +379,8 @@ NO_MIRROR = {
 def set_config(real: RealSet, work: Path, **values: object) -> Config:
     """The project's configuration on a real set: the flags a user gives to match the script
     (backbone, weights, image size), and for digits that mirrored images are other images."""
-    overrides = {
-        "competition": real.competition,
-        "paths.input_root": str(real.input_root),
-        "paths.data_root": str(work / "data"),
-        "paths.runs_root": str(work / "runs"),
-        "paths.submissions_root": str(work / "submissions"),
-        "data.validation_workers": 2,
-        "model.backbone": "mobilenet-0.25",
-        "model.weights": str(WEIGHTS),
-        "data.image_size": real.image_size,
-        **(NO_MIRROR if real.name == "digits" else {}),
-    }
-    return load_config(overrides={**overrides, **values}, environ={})
+    mirror = NO_MIRROR if real.name == "digits" else {}
+    return project_config(real.competition, real.input_root, work, real.image_size, **{**mirror, **values})
 
 
 def test_probabilities(run: Run, real: RealSet, ids: pd.Series) -> np.ndarray:

@@ -8,7 +8,6 @@ test labels kept aside (used only to score, never to choose):
 
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 from benchmarks.photos import SHARED
 from pipeline.atomic import write_atomically
 from pipeline.competitions import get_competition
+from pipeline.demo.generate import zip_bytes
 
 TRAIN_IDS = range(1001, 2501)  # of each class, from dogs-vs-cats-200px
 TEST_IDS = range(2501, 3501)
@@ -35,14 +35,6 @@ class RealSet:
     solution: pd.Series  # class index by test id (text)
     image_size: int  # the hand-written script's size, given to the project's default too
     note: str
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def mini(work: Path) -> RealSet:
@@ -74,9 +66,9 @@ def photos_200px(work: Path) -> RealSet:
                 test[f"test1/{number}.jpg"] = source.read(f"train/{kind}.{n}.jpg")
                 rows.append({"id": str(number), "label": int(kind == "dog")})
         sample = pd.DataFrame({"id": [r["id"] for r in rows], "label": 0}).to_csv(index=False).encode()
-        outer = {"train.zip": _zip(train), "test1.zip": _zip(test), "sampleSubmission.csv": sample}
+        outer = {"train.zip": zip_bytes(train), "test1.zip": zip_bytes(test), "sampleSubmission.csv": sample}
         pd.DataFrame(rows).to_csv(solution_file, index=False)
-        write_atomically(archive, lambda path: path.write_bytes(_zip(outer)))
+        write_atomically(archive, lambda path: path.write_bytes(zip_bytes(outer)))
     solution = (
         pd.read_csv(solution_file, dtype=str, keep_default_na=False).set_index("id")["label"].astype(int)
     )

@@ -83,7 +83,7 @@ def _broken_files(rng: np.random.Generator) -> list[bytes]:
     return [b"", valid[: len(valid) // 3], b"<html>404 Not Found</html>\n"]
 
 
-def _zip_bytes(files: dict[str, bytes]) -> bytes:
+def zip_bytes(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
@@ -166,12 +166,12 @@ def _write(
     if competition.labels_csv:
         files[competition.labels_csv] = pd.DataFrame(rows).to_csv(index=False).encode()
     if competition.train_archive:
-        files[competition.train_archive] = _zip_bytes(train)
-        files[competition.test_archive] = _zip_bytes(test)
+        files[competition.train_archive] = zip_bytes(train)
+        files[competition.test_archive] = zip_bytes(test)
     else:
         files.update(train)
         files.update(test)
-    archive.write_bytes(_zip_bytes(files))
+    archive.write_bytes(zip_bytes(files))
     solution = pd.DataFrame({competition.id_column: ids, "label": test_labels})
     solution.to_csv(out_dir / "solution.csv", index=False)
     return archive
