@@ -369,25 +369,17 @@ def predict(config: Config) -> Path:
     found = prepare_index(config, competition)
     competition = found.resolve(competition)
     if run.is_portfolio:  # the auto recipe's ensemble: its test predictions are made
-        from pipeline.acquire.index import sample_submission as sample_of
-        from pipeline.submit.upload import write_run_submission as write
+        test = run.read_test_predictions()
+    else:
+        config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
+        load_tensorflow()
+        from pipeline.infer.predict import predict_run
 
-        return write(
-            config,
-            competition,
-            run.name,
-            run.read_test_predictions(),
-            sample_of(config, competition),
-            found.train["label"],
-        )
-    config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
-    load_tensorflow()
-    from pipeline.infer.predict import predict_run
+        test = predict_run(config, competition, found, run).test
     from pipeline.submit.upload import write_run_submission
 
-    prediction = predict_run(config, competition, found, run)
     sample = sample_submission(config, competition)
-    return write_run_submission(config, competition, run.name, prediction.test, sample, found.train["label"])
+    return write_run_submission(config, competition, run.name, test, sample, found.train["label"])
 
 
 def classify(config: Config, photos: list[Path]) -> pd.DataFrame:

@@ -248,7 +248,7 @@ def run_portfolio(config: Config, competition: Competition, index: ImageIndex) -
     return the portfolio's run (`predict` submits its ensemble)."""
     started = time.monotonic()
     name = portfolio_name(config)
-    run = Run(layout.competition_runs(config) / name)
+    run = Run(portfolio_dir(config))
     seconds = plan.budget(config)
     backbones = usable_backbones(config)
     rates = measured_rates(config, backbones, index)
@@ -430,15 +430,6 @@ def ensemble(
         f"{time.monotonic() - started:.0f} s of the {plan.budget(config):.0f} s budget"
     )
     return run
-
-
-def member_table(run: Run) -> list[dict]:
-    """The portfolio's members as rows (name, status, OOF, nested, seconds, weight), for the log and the report."""
-    record = run.read_portfolio() or {}
-    return [
-        {k: m.get(k) for k in ("name", "status", "oof", "nested_oof", "seconds", "estimate", "weight")}
-        for m in record.get("members", [])
-    ]
 
 
 def portfolio_dir(config: Config) -> Path:
