@@ -12,7 +12,7 @@ INSTALLED := $(VENV)/.installed
 given = $(if $(filter command line environment override,$(origin $(1))),$(2) $($(1)))
 COMPETITION_FLAG = $(call given,COMPETITION,--competition)
 
-PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo kernel-resume-demo weights-dataset describe-competition
+PHONY_KERNEL := kernel-push kernel-status kernel-output kernel-demo kernel-resume-demo kernel-fanout-demo weights-dataset describe-competition
 .PHONY: help setup demo $(PHONY_KERNEL) report download index preview tune train predict lr-find stack blend submit leaderboard bench bench-quick bench-quality test test-fast lint clean
 
 help:  ## list the targets
@@ -72,7 +72,7 @@ report: setup  ## the report page of the newest finished run (ARGS="--run NAME" 
 leaderboard: setup  ## every submission with its CV and leaderboard scores
 	$(PY) -m pipeline leaderboard $(ARGS) $(COMPETITION_FLAG)
 
-kernel-push: setup  ## push this code as a Kaggle kernel and start it (ACCELERATOR=gpu|tpu|none)
+kernel-push: setup  ## push this code as a Kaggle kernel and start it (ACCELERATOR=gpu|tpu|none; ARGS="--shards N": a group)
 	$(PY) -m pipeline kernel push $(ARGS) $(COMPETITION_FLAG) $(call given,ACCELERATOR,--accelerator)
 
 kernel-status: setup  ## the latest pushed kernel's status (ARGS=--wait: follow it to the end)
@@ -83,6 +83,9 @@ kernel-output: setup  ## fetch the latest kernel's outputs into runs/; ARGS=--su
 
 kernel-resume-demo: setup  ## offline: a tuning kernel stopped by its budget, resumed to a submission
 	$(PY) -m pipeline kernel-resume-demo $(ARGS)
+
+kernel-fanout-demo: setup  ## offline: the demo's folds in 3 sandbox kernels gathered and submitted; a 2-kernel tuning group
+	$(PY) -m pipeline kernel-fanout-demo $(ARGS)
 
 describe-competition: setup  ## infer the table of a competition with none (COMPETITION=<slug>) from its files
 	$(PY) -m pipeline describe-competition $(COMPETITION) $(ARGS)

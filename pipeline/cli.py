@@ -53,6 +53,7 @@ SECTIONS_OF = {  # the settings each command uses, shown in its --help
     "weights-dataset": ("", "paths", "model", "stack", "kernel"),
     "describe-competition": ("paths",),
     "kernel output": ("", "paths", "kernel", "predict"),
+    "kernel gather": ("", "paths", "kernel"),
 }
 _CHOICE = re.compile(
     r"argument (?P<flag>\S+?): invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)"
@@ -306,7 +307,8 @@ def cmd_kernel_status(args: argparse.Namespace) -> None:
 
 
 def cmd_kernel_output(args: argparse.Namespace) -> None:
-    """Fetch the latest kernel version's outputs into runs/<slug>/kernel-v<N>/; --submit submits its CSV."""
+    """Fetch the latest kernel's outputs into runs/<slug>/; a group's shards are gathered into one run
+    (or study) and predicted; --submit submits the CSV."""
     from pipeline import flow
 
     flow.kernel_output(config_from_args(args), submit_it=args.submit)
@@ -317,6 +319,14 @@ def cmd_kernel_resume_demo(args: argparse.Namespace) -> None:
     from pipeline.demo.flows import kernel_resume_demo
 
     kernel_resume_demo(config_from_args(args, presets=(DEMO_PRESET, DEMO_TUNE_PRESET, "demo-resume")))
+
+
+def cmd_kernel_fanout_demo(args: argparse.Namespace) -> None:
+    """The fan-out rehearsal offline: the demo's folds in 3 sandbox kernels gathered into one submission,
+    then a tuning group of 2 kernels sharing one study of 6 trials."""
+    from pipeline.demo.flows import kernel_fanout_demo
+
+    kernel_fanout_demo(config_from_args(args, presets=(DEMO_PRESET, DEMO_TUNE_PRESET, "demo-fanout")))
 
 
 def cmd_describe_competition(args: argparse.Namespace) -> None:
@@ -423,13 +433,14 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
     command("demo", cmd_demo)
     command("kernel-demo", cmd_kernel_demo)
     command("kernel-resume-demo", cmd_kernel_resume_demo)
+    command("kernel-fanout-demo", cmd_kernel_fanout_demo)
     command("weights-dataset", cmd_weights_dataset)
     command("describe-competition", cmd_describe_competition).add_argument(
         "slug",
         help="the competition's slug (www.kaggle.com/competitions/<slug>), or a zip or folder of its files named after it",
     )
     kernel = commands.add_parser(
-        "kernel", help="run the pipeline as a Kaggle kernel: build, push, status, output"
+        "kernel", help="run the pipeline as a Kaggle kernel (or a group of them): build, push, status, output"
     )
     steps = kernel.add_subparsers(dest="step", required=True, metavar="STEP", parser_class=Parser)
     for name, handler in (
@@ -437,6 +448,7 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
         ("push", cmd_kernel_push),
         ("status", cmd_kernel_status),
         ("output", cmd_kernel_output),
+        ("gather", cmd_kernel_output),
     ):
         step = steps.add_parser(name, help=handler.__doc__, description=handler.__doc__)
         add_config_flags(step, SECTIONS_OF.get(f"kernel {name}", EVERY_SECTION), show_all)
@@ -452,8 +464,10 @@ def build_parser(show_all: bool = False) -> argparse.ArgumentParser:
             )
         if name == "status":
             step.add_argument("--wait", action="store_true", help="poll with backoff until the run ends")
-        if name == "output":
-            step.add_argument("--submit", action="store_true", help="submit the kernel's submission.csv")
+        if name in ("output", "gather"):
+            step.add_argument(
+                "--submit", action="store_true", help="submit the kernel's (or group's) submission"
+            )
     demo_data = command("demo-data", cmd_demo_data, config=False)
     demo_data.add_argument("--out", required=True, help="folder to write <slug>.zip and solution.csv into")
     demo_data.add_argument("--competition", default="dogs-vs-cats-demo", help="layout to follow")

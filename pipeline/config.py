@@ -414,6 +414,12 @@ class KernelConfig:
     tune_share: float = setting(
         0.5, "task all: the share of the kernel's time budget given to tuning", within="(0, 1)"
     )
+    shards: int = setting(
+        1,
+        "kernels pushed at once, each owning a share of the work: fold k (then the refits) to kernel "
+        "k mod N for train, an equal share of tune.trials for tune; gathered by `kernel output`",
+        within="[1, 100]",
+    )
     internet: str = setting(
         "auto",
         "internet in the kernel; auto: on (keras.applications downloads the weights) unless the "

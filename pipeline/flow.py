@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pipeline.acquire.index import ImageIndex
+    from pipeline.kernel.shards import Share
 
 
 def download(config: Config, force: bool = False) -> ImageIndex:
@@ -140,12 +141,19 @@ def preview(config: Config, batches: int = 3) -> Path:
     return picture
 
 
-def train(config: Config, holdout: bool = False, wait: bool = False, report_after: bool = True) -> Run:
+def train(
+    config: Config,
+    holdout: bool = False,
+    wait: bool = False,
+    report_after: bool = True,
+    share: Share | None = None,
+) -> Run:
     """Train `train.recipe`: auto (the default), the portfolio of the auto recipe
     (pipeline.recipe.portfolio), whose ensemble `predict` submits; finetune, the two-phase recipe on
     every stratified fold, then the `train.refit` models on all the images; stack, the stacked
     features (its submission written); with `holdout`, the two-phase recipe on one split alone
-    (the quick iteration). Return the run.
+    (the quick iteration); with `share` (a shard of a kernel group), its folds and refits alone.
+    Return the run.
 
     One command at a time per run folder: another one is refused with its holder's PID, or waited
     for with `wait`. The run's report is written after it unless `report_after` is False (for
@@ -165,7 +173,7 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     require_writable(layout.competition_dir(config), layout.competition_runs(config))
     require_weights(config)
     spec = get_backbone(config.model.backbone)
-    auto = config.train.recipe == "auto" and not holdout
+    auto = config.train.recipe == "auto" and not holdout and share is None
     if auto and spec.pretrained:
         from pipeline.config import check_stack
 
@@ -203,10 +211,23 @@ def train(config: Config, holdout: bool = False, wait: bool = False, report_afte
     budget = config.train.time_budget
     deadline = time.monotonic() + budget if budget else None
     with exclusive(run_dir, "training", wait=wait):
-        run = (
-            train_holdout(config, competition, found) if holdout else train_kfold(config, competition, found)
-        )
-        if config.train.refit and not holdout:  # models on all the images, for the epochs the folds chose
+        if share is not None:
+            run = train_kfold(config, competition, found, folds=share.folds)
+            if share.refits:
+                train_refits(
+                    config,
+                    competition,
+                    found,
+                    run,
+                    deadline=deadline,
+                    only=share.refits,
+                    epochs=share.refit_epochs,
+                )
+        elif holdout:
+            run = train_holdout(config, competition, found)
+        else:
+            run = train_kfold(config, competition, found)
+        if config.train.refit and not holdout and share is None:  # on all the images, for the folds' epochs
             train_refits(config, competition, found, run, deadline=deadline)
     if report_after:
         report(config, run)
@@ -380,6 +401,24 @@ def predict(config: Config) -> Path:
 
     sample = sample_submission(config, competition)
     return write_run_submission(config, competition, run.name, test, sample, found.train["label"])
+
+
+def predict_members(config: Config) -> Run:
+    """Predict the test set with each finished model of the configured k-fold run (TTA views,
+    cached in each model's folder) without combining them: a shard's share of `predict`, which
+    combines every fold once the group is gathered. Return the run."""
+    from pipeline.acquire.index import prepare_index
+    from pipeline.data.sizes import plan_cache
+
+    competition = get_competition(config.competition)
+    run = Run(layout.kfold_run_dir(config))
+    found = prepare_index(config, competition)
+    config = plan_cache(config, len(found.test), layout.image_cache_dir(config))
+    load_tensorflow()
+    from pipeline.infer.predict import cache_member_predictions
+
+    cache_member_predictions(config, found, run)
+    return run
 
 
 def classify(config: Config, photos: list[Path]) -> pd.DataFrame:
@@ -576,8 +615,10 @@ def kernel_push(config: Config, resume: bool = False) -> dict:
     """Bundle the local code and configuration, push it as a Kaggle kernel and start its run; with
     `resume`, the previous version's fetched state goes with it (session.carry_state)."""
     from pipeline.kaggle_api import KaggleGateway
-    from pipeline.kernel import session
+    from pipeline.kernel import group, session
 
+    if config.kernel.shards > 1 or (resume and group.is_latest(config)):
+        return group.push_group(config, KaggleGateway(), resume=resume)
     return session.push(config, KaggleGateway(), resume=resume)
 
 
@@ -605,8 +646,11 @@ def weights_dataset(config: Config) -> str:
 def kernel_status(config: Config, wait: bool = False) -> str:
     """The status of the latest pushed kernel version (QUEUED, RUNNING, COMPLETE, ERROR, ...)."""
     from pipeline.kaggle_api import KaggleGateway
-    from pipeline.kernel import session
+    from pipeline.kernel import group, session
 
+    if group.is_latest(config):  # one row per shard
+        table = group.status(config, KaggleGateway(), wait=wait)
+        return "COMPLETE" if (table["status"] == "COMPLETE").all() else ", ".join(table["status"])
     return session.status(config, KaggleGateway(), wait=wait)
 
 
@@ -615,10 +659,12 @@ def kernel_output(config: Config, submit_it: bool = False) -> Path:
     its submission.csv; return the outputs folder."""
     from pipeline.acquire.index import sample_submission, with_indexed_classes
     from pipeline.kaggle_api import KaggleGateway
-    from pipeline.kernel import session
+    from pipeline.kernel import group, session
     from pipeline.submit.upload import record_kernel_submission, submit_file
     from pipeline.tables import read_text_csv
 
+    if group.is_latest(config):
+        return kernel_gather(config, submit_it)
     competition = with_indexed_classes(config, get_competition(config.competition))
     gateway = KaggleGateway()
     target, run = session.fetch_outputs(config, gateway)
@@ -637,3 +683,36 @@ def kernel_output(config: Config, submit_it: bool = False) -> Path:
         sample = read_text_csv(copied) if copied.is_file() else sample_submission(config, competition)
         submit_file(config, competition, submission, sample, gateway, run)
     return target
+
+
+def kernel_gather(config: Config, submit_it: bool = False) -> Path:
+    """Gather the last kernel group: fetch its ended shards, merge their folds into one run (or their
+    trials into one study); once every fold is there, predict with all of them (OOF post-processing
+    over the whole training set), record the submission in the ledger once, optionally submit it.
+    Return the run folder (the study's folder for a tuning group)."""
+    from pipeline.acquire.index import sample_submission, with_indexed_classes
+    from pipeline.config import apply_settings, validate
+    from pipeline.kaggle_api import KaggleGateway
+    from pipeline.kernel import group
+    from pipeline.submit.upload import record_kernel_submission, submit_file
+
+    gateway = KaggleGateway()
+    gathered = group.gather(config, gateway)
+    merged = gathered.config
+    if gathered.run is None:  # a tuning group
+        from pipeline.fit.tune import best_params_path
+
+        print(f"Train with the gathered study's best parameters: --params {best_params_path(merged)}")
+        return layout.study_dir(merged)
+    if gathered.missing_folds:
+        return gathered.run.path
+    merged = validate(apply_settings(merged, {"predict.run": gathered.run.name}, "the gathered run"))
+    submission = predict(merged)
+    competition = with_indexed_classes(merged, get_competition(merged.competition))
+    score = record_kernel_submission(merged, competition, submission, gathered.run.path, gathered.run)
+    cv = "" if score is None else f" (CV {competition.metric} {score:.5f})"
+    print(f"Group submission: {submission}{cv}")
+    if submit_it:
+        sample = sample_submission(merged, competition)
+        submit_file(merged, competition, submission, sample, gateway, gathered.run)
+    return gathered.run.path

@@ -170,6 +170,21 @@ def kernel_output_dir(config: Config, version: int) -> Path:
     return competition_runs(config) / f"kernel-v{version}"
 
 
+def kernel_shard_dir(config: Config, shard: int) -> Path:
+    """runs/<slug>/kernel/shard-<i>/: the bundle of shard i of a pushed group."""
+    return kernel_dir(config) / f"shard-{shard}"
+
+
+def kernel_group_file(config: Config) -> Path:
+    """runs/<slug>/kernel/group.json: the shards of the last pushed group, their shares and versions."""
+    return kernel_dir(config) / "group.json"
+
+
+def kernel_shard_output_dir(config: Config, slug: str, version: int) -> Path:
+    """runs/<slug>/kernel-<kernel slug>-v<N>/: the fetched outputs of version N of one shard."""
+    return competition_runs(config) / f"kernel-{slug}-v{version}"
+
+
 def kernel_state_dir(config: Config) -> Path:
     """runs/<slug>/kernel-state/: the previous version's state packed for `kernel push --resume`."""
     return competition_runs(config) / "kernel-state"

@@ -55,6 +55,7 @@ POSTPROCESSING = "postprocessing.json"
 LEGACY_POSTPROCESSING = "ensemble.json"  # its name in runs made before 2026-12
 TEST_PREDICTIONS = "test_predictions.csv"
 PORTFOLIO = "portfolio.json"  # the auto recipe's plan, members, scores and weights: marks a portfolio run
+GATHERED = "gathered.json"  # a run gathered from a kernel group: the group's slug, configuration and split
 FINAL_OOF = "oof_predictions.csv"  # the out-of-fold predictions of what was submitted, before clipping
 REPORT_PAGE = "report.html"
 REPORT_DIR = "report"
@@ -75,6 +76,7 @@ FILE_NAMES = (  # a fitness test fails when a module outside this one spells any
     LEGACY_POSTPROCESSING,
     TEST_PREDICTIONS,
     PORTFOLIO,
+    GATHERED,
     FINAL_OOF,
     REPORT_PAGE,
     "head.weights.h5",
@@ -216,6 +218,15 @@ class Run:
     def write_portfolio(self, record: dict[str, Any]) -> Path:
         """Save the auto recipe's record, whole."""
         return _write_json(self.path / PORTFOLIO, record)
+
+    def read_group(self) -> dict[str, Any] | None:
+        """The kernel group this run's folds were gathered from (slug, configuration, split), if any."""
+        path = self.path / GATHERED
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_group(self, record: dict[str, Any]) -> Path:
+        """Mark the run as gathered from a kernel group, whole."""
+        return _write_json(self.path / GATHERED, record)
 
     def state(self) -> str:
         """'in use' while a command holds the folder, else 'finished' or 'unfinished'."""

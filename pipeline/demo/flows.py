@@ -5,6 +5,8 @@ Above `pipeline.flow`: these call its steps the way a user does; nothing below i
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,4 +93,64 @@ def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:
         step("version 2 runs", lambda: flow.kernel_status(resumed, wait=True))
         step("fetch and submit version 2", lambda: flow.kernel_output(resumed, submit_it=True))
         flow.leaderboard(resumed)
+    print("Timings: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))
+
+
+def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
+    """The fan-out rehearsal offline: the demo's folds pushed as `kernel.shards` kernels at once to the
+    sandbox (which runs them here, side by side), followed as one table, gathered into one run,
+    predicted and submitted; then a tuning group of `tune_shards` kernels sharing one study (in a
+    throwaway PostgreSQL when the server and driver are installed, else one journal per shard merged
+    by the gathering) of `tune.trials` trials. Every step timed."""
+    import optuna
+
+    from pipeline.demo.kernels import SandboxKernels
+    from pipeline.demo.postgres import missing, throwaway_postgres
+    from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
+    from pipeline.fit.tune import load_study
+
+    training = validate(apply_settings(config, {"kernel.task": "train"}, "demo"))
+    archives = served_archives(config)
+    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
+    timings: list[tuple[str, float]] = []
+
+    def step(name: str, action: Callable[[], object]) -> object:
+        started = time.monotonic()
+        result = action()
+        timings.append((name, time.monotonic() - started))
+        return result
+
+    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
+        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+        step("download and index (the split is made here)", lambda: flow.download(training))
+        step(f"push {training.kernel.shards} training shards", lambda: flow.kernel_push(training))
+        step("the shards run", lambda: flow.kernel_status(training, wait=True))
+        step("gather, predict, submit", lambda: flow.kernel_output(training, submit_it=True))
+        flow.leaderboard(training)
+        lacking = missing()
+        print(
+            f"Tuning group: {tune_shards} shards, one study of {config.tune.trials} trials "
+            + (f"(journals merged here: {lacking} is not installed)" if lacking else "in PostgreSQL")
+        )
+        with contextlib.ExitStack() as stack:
+            storage = "" if lacking else stack.enter_context(throwaway_postgres())
+            tuning = validate(
+                apply_settings(
+                    config,
+                    {"kernel.task": "tune", "kernel.shards": tune_shards, "tune.storage": storage},
+                    "demo",
+                )
+            )
+            step(f"push {tune_shards} tuning shards", lambda: flow.kernel_push(tuning))
+            step("the tuning shards run", lambda: flow.kernel_status(tuning, wait=True))
+            step("gather the study", lambda: flow.kernel_output(tuning))
+            study = load_study(tuning)
+            finished = study.get_trials(
+                states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            )
+            drawn = {json.dumps(t.params, sort_keys=True) for t in study.trials}
+            print(
+                f"Study {tuning.tune.study}: {len(study.trials)} trials ({len(finished)} finished), "
+                f"{len(drawn)} distinct parameter sets"
+            )
     print("Timings: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))

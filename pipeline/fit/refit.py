@@ -59,26 +59,30 @@ def train_refits(
     run: Run,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     deadline: float | None = None,
+    only: Sequence[int] | None = None,
+    epochs: dict[str, int] | None = None,
 ) -> list[Run]:
     """Train `train.refit` models on every training image (finished ones are kept); return them.
+    `only` names a share of them (a shard of a kernel group); `epochs` the epochs per phase when
+    the folds that chose them are not here (a shard's refits after its folds were gathered).
 
     With a `deadline` (time.monotonic() seconds), no refit is started that would not end before it,
     judged by the longest fold scaled to all the images (a Kaggle session ends at its limit)."""
     members = [m for m in run.members() if m.has_validation]
-    if not members:
+    if not members and epochs is None:
         raise NoFoldsError(
             f"{run.path} has no finished fold to take epoch counts from: run `make train` (k folds) first."
         )
-    epochs = chosen_epochs(members)
+    epochs = epochs or chosen_epochs(members)
     print(
-        f"Refit: {config.train.refit} model(s) on all {len(index.train):,} images, "
+        f"Refit: {config.train.refit if only is None else len(only)} model(s) on all {len(index.train):,} images, "
         f"{epochs['head']} head + {epochs['fine']} fine epochs (the folds' median best)"
     )
-    held_out = max(len(m.read_validation()) for m in members)
+    held_out = max((len(m.read_validation()) for m in members), default=0)
     scale = len(index.train) / max(1, len(index.train) - held_out)  # a refit sees every image
-    expected = max(m.read_metrics().get("seconds", 0.0) for m in members) * scale
+    expected = max((m.read_metrics().get("seconds", 0.0) for m in members), default=0.0) * scale
     refits = []
-    for k in range(config.train.refit):
+    for k in range(config.train.refit) if only is None else sorted(only):
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left < expected and not run.refit(k).is_finished:
             print(

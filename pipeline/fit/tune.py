@@ -99,7 +99,7 @@ def load_study(config: Config, worker: int = 0) -> optuna.Study:
     return study
 
 
-OWNER = "owner"  # trial user attribute: {"host", "pid"} of the process running it
+OWNER = "owner"  # trial user attribute: {"host", "pid", "worker"} of the process running it
 
 
 def owner_is_gone(owner: dict | None, started: dt.datetime | None, now: dt.datetime) -> bool:
@@ -141,9 +141,11 @@ def fail_interrupted_trials(config: Config) -> list[int]:
     return [t.number for t in gone]
 
 
-def objective(trial: optuna.Trial, config: Config, competition: Competition, index: ImageIndex) -> float:
+def objective(
+    trial: optuna.Trial, config: Config, competition: Competition, index: ImageIndex, worker: int = 0
+) -> float:
     """Validation log loss of the recipe drawn for `trial`, on the saved holdout split."""
-    trial.set_user_attr(OWNER, {"host": socket.gethostname(), "pid": os.getpid()})
+    trial.set_user_attr(OWNER, {"host": socket.gethostname(), "pid": os.getpid(), "worker": worker})
     params = suggest(trial, config.tune.space)
     trial_config = with_params(config, params)
     train, validation = holdout_split(config, index)  # the base seed and fraction: the same split for all
@@ -196,7 +198,7 @@ def run_worker(config: Config, competition: Competition, index: ImageIndex, work
     in time."""
     study = load_study(config, worker)
     study.optimize(
-        lambda trial: objective(trial, config, competition, index),
+        lambda trial: objective(trial, config, competition, index, worker),
         n_trials=config.tune.trials,
         timeout=config.tune.timeout or None,
         catch=(Exception,),
@@ -204,6 +206,17 @@ def run_worker(config: Config, competition: Competition, index: ImageIndex, work
         callbacks=[TimeBudget(config.tune.timeout)] if config.tune.timeout else [],
     )
     return study
+
+
+def worker_trials(study: optuna.Study, worker: int) -> list[optuna.trial.FrozenTrial]:
+    """The finished (complete or pruned) trials that worker `worker` ran in `study`."""
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state.is_finished()
+        and trial.state != optuna.trial.TrialState.FAIL
+        and (trial.user_attrs.get(OWNER) or {}).get("worker") == worker
+    ]
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:

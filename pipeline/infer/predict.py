@@ -71,6 +71,18 @@ def member_predictions(
     return validation, validation_views, test_views
 
 
+def cache_member_predictions(config: Config, index: ImageIndex, run: Run) -> list[Run]:
+    """Predict with every finished model of `run` under the TTA views, each cached in its folder, without
+    combining them (a shard's folds: `predict` combines them once the group is gathered); return them."""
+    family_of(get_backbone(config.model.backbone))  # its layers registered: the saved models load
+    members = [*run.members(), *run.refit_members()]
+    views = parse_views(config.predict.tta)
+    for member in members:
+        member_predictions(member, index, config, views)
+    print(f"Test predictions of {', '.join(m.name for m in members)} x {len(views)} view(s) cached")
+    return members
+
+
 def predict_run(config: Config, competition: Competition, index: ImageIndex, run: Run) -> Prediction:
     """Average every member model of `run` under every view, post-process on its validation
     predictions, and save the test predictions and the post-processing choices in the run."""

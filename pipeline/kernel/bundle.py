@@ -35,6 +35,7 @@ import base64, io, json, sys, tempfile, zipfile
 
 PACKAGE = "{package}"
 CONFIG = json.loads({config!r})
+SHARD = json.loads({shard!r})  # null, or this kernel's share of a group (kernel push --shards)
 
 target = tempfile.mkdtemp(prefix="pipeline-code-")
 zipfile.ZipFile(io.BytesIO(base64.b64decode(PACKAGE))).extractall(target)
@@ -42,7 +43,7 @@ sys.path.insert(0, target)
 
 from pipeline.kernel.runner import main  # noqa: E402
 
-main(CONFIG)
+main(CONFIG, SHARD)
 """
 
 
@@ -57,17 +58,22 @@ def package_zip() -> tuple[bytes, int]:
     return buffer.getvalue(), count
 
 
-def render_script(config: Config) -> str:
-    """The kernel's script: the package and `config` embedded."""
+def render_script(config: Config, shard: dict | None = None) -> str:
+    """The kernel's script: the package, `config` and the shard's share (if any) embedded."""
     package, count = package_zip()
-    return SCRIPT.format(files=count, package=base64.b64encode(package).decode(), config=config.to_json())
+    return SCRIPT.format(
+        files=count,
+        package=base64.b64encode(package).decode(),
+        config=config.to_json(),
+        shard=json.dumps(shard),
+    )
 
 
-def build_bundle(config: Config, username: str, out_dir: Path) -> Path:
+def build_bundle(config: Config, username: str, out_dir: Path, shard: dict | None = None) -> Path:
     """Write the script and kernel-metadata.json into `out_dir`, validated first in a folder beside
     it: a refused bundle leaves the previous one as it was; return the folder."""
     check_weights_reachable(config)
-    script = render_script(config)
+    script = render_script(config, shard)
     if len(script.encode()) > MAX_SCRIPT_BYTES:
         raise ValueError(
             f"the kernel script is {len(script.encode()):,} bytes, over Kaggle's {MAX_SCRIPT_BYTES:,}"

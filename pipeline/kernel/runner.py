@@ -6,6 +6,7 @@ PIPELINE_KAGGLE_ROOT maps /kaggle elsewhere (the sandbox and the tests run kerne
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import layout
+from pipeline.atomic import write_text
 from pipeline.config import Config, apply_settings, internet_enabled, use_backend, validate
 from pipeline.kernel.metadata import time_budget
+from pipeline.kernel.shards import SHARD_FILE, Share, decode_split, digest
 from pipeline.kernel.state import Progress, fail_running_trials, find_state, journal_trials, restore_state
 from pipeline.native_logs import load_tensorflow
 from pipeline.registry import Backbone, get_backbone
@@ -172,10 +175,11 @@ def find_sample_submission(config: Config) -> Path:
     return files.sample_submission
 
 
-def main(values: dict[str, Any]) -> Path | None:
+def main(values: dict[str, Any], shard: dict[str, Any] | None = None) -> Path | None:
     """Run the bundled configuration's task (kernel.task): train, tune, or all, continuing the
     state a `--resume` push carried; return the submission written to /kaggle/working (None for a
-    tuning-only kernel). The log ends with what is done and what the next version would do."""
+    tuning-only kernel). The log ends with what is done and what the next version would do.
+    With `shard` (a kernel of a group), its share of the work alone (run_share)."""
     from pipeline import flow
 
     root = kaggle_root()
@@ -186,6 +190,9 @@ def main(values: dict[str, Any]) -> Path | None:
     check_accelerator(config.kernel.accelerator, gpus, tpus, sandbox=bool(os.environ.get(SANDBOX_ENV)))
     task, budget, started = config.kernel.task, config.train.time_budget, time.monotonic()
     print(f"Task: {task}; time budget {budget / 3600:.2f} h", flush=True)
+    if shard is not None:
+        run_share(config, values, shard, root / "working")
+        return None
     carried = find_state(root / "input")
     if carried is not None:
         manifest = restore_state(carried, root / "working")
@@ -269,3 +276,43 @@ def _tune(config: Config, seconds: float) -> Config:
     params = load_params(path)
     print(f"Training with the best parameters: {params}", flush=True)
     return with_params(config, params)
+
+
+def run_share(config: Config, values: dict[str, Any], shard: dict[str, Any], working: Path) -> dict[str, Any]:
+    """A shard of a group: write the fold split it was shipped, do its share (folds, refits and their
+    test predictions; or trials of the study) and leave shard.json (share, configuration, split,
+    what got done) beside the runs for `kernel output` to check and merge; return that record."""
+    from pipeline import flow
+    from pipeline.atomic import write_atomically
+    from pipeline.fit.tune import load_study, worker_trials
+
+    share = Share.from_dict(shard["share"])
+    print(f"Shard {share.index} of {share.of} of group {shard['group']}: owns {share.describe()}", flush=True)
+    split = decode_split(shard["split"])
+    record = {
+        "group": shard["group"],
+        "share": share.to_dict(),
+        "config": values,
+        "split": digest(split),
+        "done": {},
+    }
+    write_text(working / SHARD_FILE, json.dumps(record, indent=2) + "\n")
+    found = flow.index(config)
+    split_path = layout.competition_dir(config) / shard["split_name"]  # the group's split, not a new one
+    write_atomically(split_path, lambda path: path.write_bytes(split))
+    record["test_ids"] = digest("\n".join(found.test["id"].astype(str)).encode())
+    if config.kernel.task == "train":
+        run = flow.train(config, report_after=False, share=share)
+        flow.predict_members(config)
+        record["done"] = {
+            "folds": [k for k in share.folds if run.fold(k).is_finished],
+            "refits": [k for k in share.refits if run.refit(k).is_finished],
+        }
+    else:
+        timeout = min(config.tune.timeout or config.train.time_budget, config.train.time_budget)
+        limits = {"tune.trials": share.trials, "tune.timeout": timeout}
+        flow.tune(validate(apply_settings(config, limits, "shard's share")), worker_index=share.worker)
+        record["done"] = {"trials": len(worker_trials(load_study(config, share.worker), share.worker))}
+    write_text(working / SHARD_FILE, json.dumps(record, indent=2) + "\n")
+    print(f"Shard {share.index} of {share.of} finished: {json.dumps(record['done'])}", flush=True)
+    return record

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
+from pipeline.demo.postgres import missing, throwaway_postgres
 from pipeline.fit.train import holdout_split, train_run
 from pipeline.fit.tune import (
     OWNER,
@@ -151,78 +150,15 @@ def test_best_parameters_retrain_to_the_same_score(
     ).is_file()
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL server on 127.0.0.1 (Debian package `postgresql`; .ci/run installs it)."""
-    binaries = _postgres_bin()
-    if binaries is None:
+    if lacking := missing():
         if os.environ.get("CI_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL server binaries are missing: apt-get install postgresql")
-        pytest.skip("PostgreSQL server not installed (apt-get install postgresql)")
-    root = Path(
-        tempfile.mkdtemp(prefix="pipeline-pg-")
-    )  # outside pytest's 0700 folders: the server user reads it
-    data = root / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        shutil.chown(root, "postgres")
-        os.chmod(root, 0o777)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_user, str(binaries / "initdb"), "-D", str(data), "-U", "optuna", "--auth=trust"],
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [
-            *as_user,
-            str(binaries / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(
-            [
-                *as_user,
-                str(binaries / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "optuna",
-                "studies",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://optuna@127.0.0.1:{port}/studies"
-    finally:
-        subprocess.run(
-            [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True
-        )
+            pytest.fail(f"{lacking} is missing")
+        pytest.skip(f"{lacking} is not installed")
+    with throwaway_postgres() as url:
+        yield url
 
 
 def test_workers_share_a_study_in_postgresql(postgres: str, tmp_path: Path, demo_archive_dir: Path) -> None:
