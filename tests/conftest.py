@@ -90,6 +90,16 @@ def sandbox(
 
 
 @pytest.fixture
+def kernel_sandbox(demo_archive_dir: Path, sandbox: SandboxServer, tmp_path: Path) -> Iterator[SandboxServer]:
+    """The sandbox serving the small demo competition, running pushed kernels under tmp_path."""
+    from pipeline.demo.kernels import SandboxKernels
+
+    sandbox.state.kernels = SandboxKernels(find_archives([demo_archive_dir]), tmp_path / "kernels")
+    yield sandbox
+    sandbox.state.kernels.stop()
+
+
+@pytest.fixture
 def kaggle_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An environment with no Kaggle credentials anywhere (tests add what they need)."""
     for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):

@@ -307,7 +307,7 @@ def gather(
                 f"{entry['id']} version {entry['version']} ended {state} before starting its share: {failure}"
             )
             continue
-        _check(entry, record, group, test_ids)
+        check_shard(entry, record, group, test_ids)
         if group["task"] == "train":
             _merge_members(merged, outputs, record)
         elif not merged.tune.storage:
@@ -392,7 +392,7 @@ def _fetch(config: Config, gateway: KaggleGateway, entry: dict[str, Any]) -> Pat
     return target
 
 
-def _check(
+def check_shard(
     entry: dict[str, Any], record: dict[str, Any], group: dict[str, Any], test_ids: str | None
 ) -> None:
     """Refuse, in one sentence, a shard of another configuration, split or test set than its group's."""

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -39,14 +38,6 @@ TINY = {
 
 def quick_sleep(seconds: float) -> None:
     time.sleep(0.5)
-
-
-@pytest.fixture
-def kernel_sandbox(demo_archive_dir: Path, sandbox: SandboxServer, tmp_path: Path) -> Iterator[SandboxServer]:
-    """The sandbox serving the small demo competition, running pushed kernels under tmp_path."""
-    sandbox.state.kernels = SandboxKernels(find_archives([demo_archive_dir]), tmp_path / "kernels")
-    yield sandbox
-    sandbox.state.kernels.stop()
 
 
 def test_a_kernel_that_raises_is_reported_as_error_with_its_message(
