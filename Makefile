@@ -98,6 +98,7 @@ kernel-demo: setup  ## the kernel round trip offline: push to the sandbox, follo
 
 bench: setup  ## benchmarks on the real photos of ../shared/datasets, side by side with baselines
 	$(PY) -m benchmarks.bench
+	$(PY) -m benchmarks.fanout
 	$(PY) -m benchmarks.quality
 
 bench-quality: setup  ## the quality ladder: baseline to MobileNet k-fold + TTA on real photos and weights
