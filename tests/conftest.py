@@ -90,6 +90,19 @@ def sandbox(
 
 
 @pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian package `postgresql`; .ci/run installs it)."""
+    from pipeline.demo.postgres import missing, throwaway_postgres
+
+    if lacking := missing():
+        if os.environ.get("CI_REQUIRE_POSTGRES"):
+            pytest.fail(f"{lacking} is missing")
+        pytest.skip(f"{lacking} is not installed")
+    with throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture
 def kernel_sandbox(demo_archive_dir: Path, sandbox: SandboxServer, tmp_path: Path) -> Iterator[SandboxServer]:
     """The sandbox serving the small demo competition, running pushed kernels under tmp_path."""
     from pipeline.demo.kernels import SandboxKernels

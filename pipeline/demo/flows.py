@@ -66,6 +66,23 @@ def kernel_demo(config: Config) -> None:
         print(f"The kernel's report: {pages[-1]}")
 
 
+class Steps:
+    """Run a rehearsal's steps, timing each: `step(name, action)`, then `step.summary()`."""
+
+    def __init__(self) -> None:
+        self.timings: list[tuple[str, float]] = []
+
+    def __call__(self, name: str, action: Callable[[], object]) -> object:
+        started = time.monotonic()
+        result = action()
+        self.timings.append((name, time.monotonic() - started))
+        return result
+
+    def summary(self) -> str:
+        """One line: every step and its seconds."""
+        return "Timings: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in self.timings)
+
+
 def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:
     """The resume rehearsal offline: a tuning kernel stopped by its time budget, then a version
     pushed with --resume that finishes the study, trains with the best parameters, predicts; each
@@ -77,12 +94,7 @@ def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:
     resumed = validate(apply_settings(config, {"kernel.task": "all"}, "demo"))
     archives = served_archives(config)
     kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
-    timings: list[tuple[str, float]] = []
-
-    def step(name: str, action: Callable[[], object]) -> None:
-        started = time.monotonic()
-        action()
-        timings.append((name, time.monotonic() - started))
+    step = Steps()
 
     with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
         print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
@@ -93,7 +105,7 @@ def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:
         step("version 2 runs", lambda: flow.kernel_status(resumed, wait=True))
         step("fetch and submit version 2", lambda: flow.kernel_output(resumed, submit_it=True))
         flow.leaderboard(resumed)
-    print("Timings: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))
+    print(step.summary())
 
 
 def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
@@ -112,13 +124,7 @@ def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
     training = validate(apply_settings(config, {"kernel.task": "train"}, "demo"))
     archives = served_archives(config)
     kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
-    timings: list[tuple[str, float]] = []
-
-    def step(name: str, action: Callable[[], object]) -> object:
-        started = time.monotonic()
-        result = action()
-        timings.append((name, time.monotonic() - started))
-        return result
+    step = Steps()
 
     with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
         print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
@@ -153,4 +159,4 @@ def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
                 f"Study {tuning.tune.study}: {len(study.trials)} trials ({len(finished)} finished), "
                 f"{len(drawn)} distinct parameter sets"
             )
-    print("Timings: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))
+    print(step.summary())

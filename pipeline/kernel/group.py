@@ -335,14 +335,9 @@ def gather(
 
 
 def _missing(result: Gathered) -> str:
-    parts = []
-    if result.missing_folds:
-        parts.append(f"folds {', '.join(map(str, result.missing_folds))}")
-    if result.missing_refits:
-        parts.append(f"refits {', '.join(map(str, result.missing_refits))}")
-    if result.missing_trials:
-        parts.append(f"{result.missing_trials} trial(s)")
-    return " and ".join(parts)
+    """The missing work in a few words ('folds 2, 4 and refit 0')."""
+    missing = Share(0, 0, tuple(result.missing_folds), tuple(result.missing_refits), result.missing_trials)
+    return missing.describe()
 
 
 def _finish_run(config: Config, result: Gathered) -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline import flow, layout
 from pipeline.competitions import Competition
+from pipeline.config import Config
 from pipeline.demo.sandbox import SandboxServer
 from pipeline.fit.tune import load_study
 from pipeline.kaggle_api import KaggleGateway
@@ -91,20 +92,25 @@ def test_a_group_with_a_failed_shard_is_resumed_with_its_missing_fold_and_gather
     assert len(pd.read_csv(layout.ledger_path(config))) == 2
 
 
-def test_a_tuning_group_without_a_database_merges_each_shards_journal_once(
-    kernel_sandbox: SandboxServer, tmp_path: Path, demo_archive_dir: Path
-) -> None:
+def tuning_group(tmp_path: Path, demo_archive_dir: Path, trials: int, storage: str = "") -> Config:
     space = {"model.backbone": "choice:small-cnn", "model.dropout": "float:0.0:0.5"}
-    config = tiny_config(
+    return tiny_config(
         tmp_path,
         **TINY,
         kernel__task="tune",
         kernel__shards=2,
-        tune__trials=4,
+        tune__trials=trials,
         tune__space=space,
         tune__study="group",
+        tune__storage=storage,
         paths__input_root=str(demo_archive_dir.parent),
     )
+
+
+def test_a_tuning_group_without_a_database_merges_each_shards_journal_once(
+    kernel_sandbox: SandboxServer, tmp_path: Path, demo_archive_dir: Path
+) -> None:
+    config = tuning_group(tmp_path, demo_archive_dir, trials=4)
     flow.kernel_push(config)
     assert (group.status(config, KaggleGateway(), wait=True, sleep=quick_sleep)["status"] == "COMPLETE").all()
     flow.kernel_output(config)
@@ -114,3 +120,16 @@ def test_a_tuning_group_without_a_database_merges_each_shards_journal_once(
     assert len(study.get_trials(states=done)) == len(study.trials) == 4
     assert len({t.params["model.dropout"] for t in study.trials}) == 4  # no draw repeated across shards
     assert (layout.study_dir(config) / "best_params.json").is_file()
+
+
+def test_a_tuning_group_shares_one_study_in_postgresql(
+    kernel_sandbox: SandboxServer, postgres: str, tmp_path: Path, demo_archive_dir: Path
+) -> None:
+    config = tuning_group(tmp_path, demo_archive_dir, trials=2, storage=postgres)
+    flow.kernel_push(config)  # the study is made here first: two shards starting at once never race
+    assert (group.status(config, KaggleGateway(), wait=True, sleep=quick_sleep)["status"] == "COMPLETE").all()
+    flow.kernel_output(config)
+    study = optuna.load_study(study_name="group", storage=postgres)
+    assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
+    workers = sorted(t.user_attrs["owner"]["worker"] for t in study.trials)
+    assert workers == [0, 1]  # one trial from each shard, into the one study

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -14,7 +13,6 @@ import pytest
 
 from pipeline.acquire.index import ImageIndex
 from pipeline.competitions import Competition
-from pipeline.demo.postgres import missing, throwaway_postgres
 from pipeline.fit.train import holdout_split, train_run
 from pipeline.fit.tune import (
     OWNER,
@@ -148,17 +146,6 @@ def test_best_parameters_retrain_to_the_same_score(
     assert (
         tmp_path / "runs" / "dogs-vs-cats-demo" / "tune" / "recipe" / "optimization_history.png"
     ).is_file()
-
-
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian package `postgresql`; .ci/run installs it)."""
-    if lacking := missing():
-        if os.environ.get("CI_REQUIRE_POSTGRES"):
-            pytest.fail(f"{lacking} is missing")
-        pytest.skip(f"{lacking} is not installed")
-    with throwaway_postgres() as url:
-        yield url
 
 
 def test_workers_share_a_study_in_postgresql(postgres: str, tmp_path: Path, demo_archive_dir: Path) -> None:
