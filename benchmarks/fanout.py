@@ -50,6 +50,7 @@ def configure(work: Path, shards: int) -> Config:
         "train.recipe": "finetune",
         "kernel.task": "train",
         "kernel.accelerator": "none",
+        "data.deterministic": True,  # identical batches: two runs of the same fold can be compared
     }
     return validate(apply_settings(config, values, "benchmark"))
 
@@ -114,8 +115,8 @@ def main() -> None:
         },
         {
             "measure": "submission against the first session's: largest / mean difference of a probability",
-            "shards": f"{sharded[0]:.3f} / {sharded[1]:.4f}",
-            "one session, twice": f"{itself[0]:.3f} / {itself[1]:.4f} (the second against the first)",
+            "shards": f"{sharded[0]:.2g} / {sharded[1]:.2g}",
+            "one session, twice": f"{itself[0]:.2g} / {itself[1]:.2g} (the second against the first)",
         },
         {
             "measure": "wall time on this machine, push to results",

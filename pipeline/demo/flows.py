@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline import flow, layout
 from pipeline.competitions import get_competition
 from pipeline.config import Config, apply_settings, validate
-from pipeline.run import REPORT_PAGE
+from pipeline.run import REPORT_PAGE, Run
 
 
 def served_archives(config: Config) -> dict[str, Path]:
@@ -131,7 +131,12 @@ def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
         step("download and index (the split is made here)", lambda: flow.download(training))
         step(f"push {training.kernel.shards} training shards", lambda: flow.kernel_push(training))
         step("the shards run", lambda: flow.kernel_status(training, wait=True))
-        step("gather, predict, submit", lambda: flow.kernel_output(training, submit_it=True))
+        gathered = Run(step("gather, predict, submit", lambda: flow.kernel_output(training, submit_it=True)))
+        oof, indexed = gathered.read_oof(), flow.index(training).train
+        print(
+            f"Gathered run {gathered.name}: {len(gathered.members())} folds; out-of-fold predictions of "
+            f"{oof['id'].nunique()} distinct images in {len(oof)} rows, of the {len(indexed)} training images"
+        )
         flow.leaderboard(training)
         lacking = missing()
         print(
