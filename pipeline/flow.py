@@ -711,7 +711,7 @@ def kernel_gather(config: Config, submit_it: bool = False) -> Path:
     competition = with_indexed_classes(merged, get_competition(merged.competition))
     score = record_kernel_submission(merged, competition, submission, gathered.run.path, gathered.run)
     cv = "" if score is None else f" (CV {competition.metric} {score:.5f})"
-    print(f"Group submission: {submission}{cv}")
+    print(f"Group submission: {submission}{cv}; its report: make report ARGS='--run {gathered.run.name}'")
     if submit_it:
         sample = sample_submission(merged, competition)
         submit_file(merged, competition, submission, sample, gateway, gathered.run)
