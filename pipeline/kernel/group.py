@@ -169,7 +169,7 @@ def push_group(
         from pipeline.fit.tune import load_study
 
         load_study(config)  # its tables and study made once, here: shards starting at once would race
-    entries = []
+    bundles = []  # every bundle built and checked before the first upload
     for share in shares:
         slug = shard_slug(base, share.index)
         shard_config = validate(apply_settings(config, {"kernel.slug": slug}, "shard"))
@@ -180,14 +180,7 @@ def push_group(
             "split": encode_split(split),
         }
         folder = build_bundle(shard_config, username, layout.kernel_shard_dir(config, share.index), payload)
-        kernel = f"{username}/{slug}"
-        url, version = gateway.push_kernel(folder, kernel)
-        entries.append(
-            {"id": kernel, "version": version, "url": url, "share": share.to_dict(), "pushed": now()}
-        )
-        print(
-            f"Pushed shard {share.index} of {share.of}: {kernel} version {version}, owning {share.describe()}"
-        )
+        bundles.append((share, f"{username}/{slug}", folder))
     group = {
         "group": base,
         "competition": config.competition,
@@ -195,12 +188,20 @@ def push_group(
         "config": pushed_config,
         "split_name": split_name,
         "split": digest(split),
-        "shards": entries,
+        "shards": [],
         "workers": (previous["workers"] if previous else 0) + config.kernel.shards,
         "round": (previous["round"] + 1) if previous else 1,
         "pushed": now(),
     }
-    write_text(layout.kernel_group_file(config), json.dumps(group, indent=2) + "\n")
+    for share, kernel, folder in bundles:  # remembered after each push: a refusal half-way loses none
+        url, version = gateway.push_kernel(folder, kernel)
+        group["shards"].append(
+            {"id": kernel, "version": version, "url": url, "share": share.to_dict(), "pushed": now()}
+        )
+        write_text(layout.kernel_group_file(config), json.dumps(group, indent=2) + "\n")
+        print(
+            f"Pushed shard {share.index} of {share.of}: {kernel} version {version}, owning {share.describe()}"
+        )
     print(weights_route(config))
     return group
 
@@ -276,6 +277,7 @@ class Gathered:
 
     @property
     def complete(self) -> bool:
+        """True when nothing is missing."""
         return not (self.missing_folds or self.missing_refits or self.missing_trials)
 
 
