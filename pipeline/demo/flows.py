@@ -148,7 +148,12 @@ def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
             tuning = validate(
                 apply_settings(
                     config,
-                    {"kernel.task": "tune", "kernel.shards": tune_shards, "tune.storage": storage},
+                    {
+                        "kernel.task": "tune",
+                        "kernel.shards": tune_shards,
+                        "tune.storage": storage,
+                        "tune.study": f"{config.tune.study}-{time.strftime('%Y%m%dT%H%M%S')}",  # afresh
+                    },
                     "demo",
                 )
             )

@@ -165,6 +165,8 @@ def push_group(
         print("Nothing is missing: every fold, refit and trial of the group is gathered.")
         return previous or {}
     split_name, split = local_split(config)
+    if config.kernel.task == "train":  # a run folder the gathering would refuse is refused now
+        _claim_run(config, {"group": base, "config": pushed_config, "split": digest(split)}, mark=False)
     if config.kernel.task == "tune" and config.tune.storage:
         from pipeline.fit.tune import load_study
 
@@ -412,26 +414,28 @@ def check_shard(
         )
 
 
-def _claim_run(config: Config, group: dict[str, Any]) -> None:
-    """Mark the local run folder as the group's; refuse one holding models of other settings or
-    split, or models trained elsewhere (the merged folds would not be one run)."""
+def _claim_run(config: Config, group: dict[str, Any], mark: bool = True) -> None:
+    """Mark the local run folder as the group's (`mark`; else only check, before a push); refuse
+    one holding models of other settings or split, or models trained elsewhere (the merged folds
+    would not be one run)."""
     run = Run(layout.kfold_run_dir(config))
-    mark = run.read_group()
-    if mark is not None:
-        changed = differences(mark["config"], group["config"])
-        if changed or mark["split"] != group["split"]:
+    gathered = run.read_group()
+    if gathered is not None:
+        changed = differences(gathered["config"], group["config"])
+        if changed or gathered["split"] != group["split"]:
             what = f"other settings ({', '.join(changed[:5])})" if changed else "another fold split"
             raise ShardMismatchError(
-                f"{run.path} holds folds gathered from a group of {what}: move it aside (or push the group "
-                "with --run-name NAME) and gather again"
+                f"{run.path} holds folds gathered from a group of {what}: move it aside, or push the group "
+                "with --run-name NAME"
             )
         return
     if run.members() or run.refit_members():
         raise ShardMismatchError(
-            f"{run.path} holds models that no kernel group made: move it aside (or push the group with "
-            "--run-name NAME) and gather again"
+            f"{run.path} holds models that no kernel group made: move it aside, or push the group with "
+            "--run-name NAME"
         )
-    run.write_group({"group": group["group"], "config": group["config"], "split": group["split"]})
+    if mark:
+        run.write_group({"group": group["group"], "config": group["config"], "split": group["split"]})
 
 
 def _merge_members(config: Config, outputs: Path, record: dict[str, Any]) -> None:

@@ -3,11 +3,13 @@ resumed with only the missing fold, predicted into one submission; a tuning grou
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 
 from pipeline import flow, layout
 from pipeline.competitions import Competition
@@ -133,3 +135,19 @@ def test_a_tuning_group_shares_one_study_in_postgresql(
     assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
     workers = sorted(t.user_attrs["owner"]["worker"] for t in study.trials)
     assert workers == [0, 1]  # one trial from each shard, into the one study
+
+
+def test_a_run_folder_the_gathering_would_refuse_is_refused_before_any_upload(
+    kernel_sandbox: SandboxServer, tmp_path: Path, demo_archive_dir: Path
+) -> None:
+    config = tiny_config(
+        tmp_path, **TINY, train__folds=2, kernel__shards=2, paths__input_root=str(demo_archive_dir.parent)
+    )
+    trained_here = Run(layout.kfold_run_dir(config)).fold(0)  # a fold `make train` left here
+    trained_here.path.mkdir(parents=True)
+    trained_here.write_metrics({"log_loss": 0.3})
+    calls = len(kernel_sandbox.state.calls)
+    with pytest.raises(group.ShardMismatchError, match=re.escape(str(layout.kfold_run_dir(config)))):
+        flow.kernel_push(config)
+    assert "SaveKernel" not in kernel_sandbox.state.calls[calls:]
+    assert group.read_group(config) is None
