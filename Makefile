@@ -75,10 +75,10 @@ leaderboard: setup  ## every submission with its CV and leaderboard scores
 kernel-push: setup  ## push this code as a Kaggle kernel and start it (ACCELERATOR=gpu|tpu|none; ARGS="--shards N": a group)
 	$(PY) -m pipeline kernel push $(ARGS) $(COMPETITION_FLAG) $(call given,ACCELERATOR,--accelerator)
 
-kernel-status: setup  ## the latest pushed kernel's status (ARGS=--wait: follow it to the end)
+kernel-status: setup  ## the latest pushed kernel's status, or its group's table (ARGS=--wait: follow to the end)
 	$(PY) -m pipeline kernel status $(ARGS) $(COMPETITION_FLAG)
 
-kernel-output: setup  ## fetch the latest kernel's outputs into runs/; ARGS=--submit submits its CSV
+kernel-output: setup  ## fetch the latest kernel's outputs (a group: gather into one run); ARGS=--submit submits
 	$(PY) -m pipeline kernel output $(ARGS) $(COMPETITION_FLAG)
 
 kernel-resume-demo: setup  ## offline: a tuning kernel stopped by its budget, resumed to a submission
