@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline import flow, layout
@@ -47,9 +47,10 @@ def demo(config: Config) -> None:
     flow.report(config)
 
 
-def kernel_demo(config: Config) -> None:
-    """The Kaggle-kernel round trip offline: push to the sandbox, which runs the kernel locally,
-    follow it, fetch its outputs, submit, and show the leaderboard."""
+@contextlib.contextmanager
+def kernel_sandbox(config: Config) -> Iterator[None]:
+    """The sandbox Kaggle API serving the demo competition and running pushed kernels on this machine
+    (under data/_sandbox/kernels), the Kaggle client pointed at it."""
     from pipeline.demo.kernels import SandboxKernels
     from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
 
@@ -57,6 +58,13 @@ def kernel_demo(config: Config) -> None:
     kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
     with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
         print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+        yield
+
+
+def kernel_demo(config: Config) -> None:
+    """The Kaggle-kernel round trip offline: push to the sandbox, which runs the kernel locally,
+    follow it, fetch its outputs, submit, and show the leaderboard."""
+    with kernel_sandbox(config):
         flow.kernel_push(config)
         flow.kernel_status(config, wait=True)
         outputs = flow.kernel_output(config, submit_it=True)
@@ -87,17 +95,10 @@ def kernel_resume_demo(config: Config, budget: float = 20.0) -> None:
     """The resume rehearsal offline: a tuning kernel stopped by its time budget, then a version
     pushed with --resume that finishes the study, trains with the best parameters, predicts; each
     version's outputs fetched, the last one submitted; every step timed."""
-    from pipeline.demo.kernels import SandboxKernels
-    from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
-
     tuning = validate(apply_settings(config, {"kernel.task": "tune", "train.time_budget": budget}, "demo"))
     resumed = validate(apply_settings(config, {"kernel.task": "all"}, "demo"))
-    archives = served_archives(config)
-    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
     step = Steps()
-
-    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
-        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+    with kernel_sandbox(config):
         step(f"push (tune, budget {budget:.0f} s)", lambda: flow.kernel_push(tuning))
         step("version 1 runs", lambda: flow.kernel_status(tuning, wait=True))
         step("fetch version 1", lambda: flow.kernel_output(tuning))
@@ -116,18 +117,12 @@ def kernel_fanout_demo(config: Config, tune_shards: int = 2) -> None:
     by the gathering) of `tune.trials` trials. Every step timed."""
     import optuna
 
-    from pipeline.demo.kernels import SandboxKernels
     from pipeline.demo.postgres import missing, throwaway_postgres
-    from pipeline.demo.sandbox import SandboxServer, SandboxState, sandbox_environment
     from pipeline.fit.tune import load_study
 
     training = validate(apply_settings(config, {"kernel.task": "train"}, "demo"))
-    archives = served_archives(config)
-    kernels = SandboxKernels(archives, layout.sandbox_dir(config).parent / "kernels")
     step = Steps()
-
-    with SandboxServer(SandboxState(archives, kernels=kernels)) as server, sandbox_environment(server.url):
-        print(f"Sandbox Kaggle API on {server.url} (kernels run on this machine)")
+    with kernel_sandbox(config):
         step("download and index (the split is made here)", lambda: flow.download(training))
         step(f"push {training.kernel.shards} training shards", lambda: flow.kernel_push(training))
         step("the shards run", lambda: flow.kernel_status(training, wait=True))
