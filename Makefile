@@ -107,11 +107,16 @@ bench-quality: setup  ## the quality ladder: baseline to MobileNet k-fold + TTA 
 bench-quick: setup  ## a smoke run of the benchmarks (under 3 minutes)
 	$(PY) -m benchmarks.bench --quick
 
-test: setup  ## the whole test suite: fast tier, then integration (what CI runs)
-	$(PY) -m pytest $(ARGS)
+# Tests run in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them; 2 fits a
+# 2-core machine (TensorFlow already uses every core of each). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
+test: setup  ## the whole test suite: fast tier, then integration (what CI runs; TEST_WORKERS=2 processes)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: setup  ## the fast tier: pure functions and quick checks (under a minute)
-	$(PY) -m pytest tests/unit $(ARGS)
+	$(PY) -m pytest $(XDIST) tests/unit $(ARGS)
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check pipeline tests benchmarks examples
