@@ -28,6 +28,7 @@ from pipeline.config import Config, ConfigError, apply_settings, internet_enable
 from pipeline.kaggle_api import KaggleGateway, KernelError
 from pipeline.kernel.bundle import build_bundle
 from pipeline.kernel.metadata import kernel_slug, weights_route
+from pipeline.kernel.session import FINAL, PUSHED
 from pipeline.kernel.shards import (
     SHARD_FILE,
     Share,
@@ -41,7 +42,6 @@ from pipeline.kernel.state import ResumeError
 from pipeline.kernel.weights import check_weights_dataset
 from pipeline.run import Run
 
-FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 MERGED_FROM = "merged_from"  # trial user attribute of a gathered trial: <kernel> v<version> #<number>
 
 
@@ -50,6 +50,7 @@ class ShardMismatchError(KernelError):
 
 
 def now() -> str:
+    """The UTC time, to the second, as the group file records it."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -64,7 +65,7 @@ def is_latest(config: Config) -> bool:
     group = read_group(config)
     if group is None:
         return False
-    single = layout.kernel_dir(config) / "pushed.json"
+    single = layout.kernel_dir(config) / PUSHED
     return not single.is_file() or group["pushed"] >= json.loads(single.read_text()).get("pushed", "")
 
 
@@ -125,9 +126,7 @@ def local_split(config: Config) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
 
 
-def push_group(
-    config: Config, gateway: KaggleGateway, resume: bool = False, sleep: Callable[[float], None] = time.sleep
-) -> dict[str, Any]:
+def push_group(config: Config, gateway: KaggleGateway, resume: bool = False) -> dict[str, Any]:
     """Push the shards of a new group (every fold, refit or trial), or with `resume` only the work the
     gathered group is missing; remember and return the group."""
     previous = read_group(config) if resume else None
@@ -147,7 +146,7 @@ def push_group(
                 f"the group was pushed with other settings ({', '.join(changed)}): resume with the same "
                 "settings, or push without --resume to start a new group"
             )
-        gathered = gather(config, gateway, sleep=sleep, for_resume=True)
+        gathered = gather(config, gateway, for_resume=True)
         shares = plan_shares(
             config.kernel.shards,
             gathered.missing_folds,
@@ -283,12 +282,7 @@ class Gathered:
         return not (self.missing_folds or self.missing_refits or self.missing_trials)
 
 
-def gather(
-    config: Config,
-    gateway: KaggleGateway,
-    sleep: Callable[[float], None] = time.sleep,
-    for_resume: bool = False,
-) -> Gathered:
+def gather(config: Config, gateway: KaggleGateway, for_resume: bool = False) -> Gathered:
     """Fetch every ended shard of the last group, check that each ran the group's configuration, split
     and test images, and merge: fold and refit folders into runs/<slug>/<run>/ (scored once every
     fold is there), trials into the local study. Say what is missing and how to push it."""
@@ -313,7 +307,7 @@ def gather(
             continue
         check_shard(entry, record, group, test_ids)
         if group["task"] == "train":
-            _merge_members(merged, outputs, record)
+            merge_members(merged, outputs, record)
         elif not merged.tune.storage:
             _merge_trials(merged, outputs, entry)
         if state != "COMPLETE":
@@ -438,15 +432,15 @@ def _claim_run(config: Config, group: dict[str, Any], mark: bool = True) -> None
         run.write_group({"group": group["group"], "config": group["config"], "split": group["split"]})
 
 
-def _merge_members(config: Config, outputs: Path, record: dict[str, Any]) -> None:
+def merge_members(config: Config, outputs: Path, record: dict[str, Any]) -> None:
     """Copy the shard's finished fold and refit folders into the local run (each whole, then renamed);
     a folder gathered before is kept."""
     run = Run(layout.kfold_run_dir(config))
     theirs = Run(layout.kfold_run_dir(_runs_in(outputs, config)))
-    done = record.get("done", {})
+    share = Share.from_dict(record["share"])  # what finished, even in a shard killed before its last line
     for member, target in [
-        *((theirs.fold(k), run.fold(k)) for k in done.get("folds", [])),
-        *((theirs.refit(k), run.refit(k)) for k in done.get("refits", [])),
+        *((theirs.fold(k), run.fold(k)) for k in share.folds),
+        *((theirs.refit(k), run.refit(k)) for k in share.refits),
     ]:
         if target.is_finished or not member.is_finished:
             continue

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
+from pipeline import layout
 from pipeline.config import Config, ConfigError, apply_settings, validate
-from pipeline.kernel.group import ShardMismatchError, check_shard, check_shardable
+from pipeline.kernel.group import ShardMismatchError, check_shard, check_shardable, merge_members
 from pipeline.kernel.shards import (
     Share,
     decode_split,
@@ -17,6 +20,8 @@ from pipeline.kernel.shards import (
     plan_shares,
     shard_slug,
 )
+from pipeline.run import Run
+from tests.conftest import tiny_config
 
 
 def test_fold_k_goes_to_shard_k_mod_n_and_the_refits_continue_the_round() -> None:
@@ -123,3 +128,23 @@ def test_what_shards_cannot_split_is_refused_before_any_upload(settings: dict, r
 def test_the_auto_recipe_is_pushed_as_its_fine_tuned_folds() -> None:
     config = check_shardable(validate(apply_settings(Config(), {"kernel.shards": 2}, "test")))
     assert config.train.recipe == "finetune"
+
+
+def test_a_shard_killed_after_one_of_its_folds_leaves_that_fold_to_merge(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, train__folds=4)
+    outputs = tmp_path / "kernel-cats-pipeline-1-v1"
+    theirs = Run(
+        layout.kfold_run_dir(
+            dataclasses.replace(
+                config, paths=dataclasses.replace(config.paths, runs_root=str(outputs / "runs"))
+            )
+        )
+    )
+    theirs.fold(0).path.mkdir(parents=True)
+    theirs.fold(0).write_metrics({"log_loss": 0.2})  # finished
+    theirs.fold(2).path.mkdir(parents=True)  # cut off before its metrics: not finished
+    record = {"share": Share(1, 2, folds=(0, 2)).to_dict(), "done": {}}  # killed before its last line
+    merge_members(config, outputs, record)
+    ours = Run(layout.kfold_run_dir(config))
+    assert [m.name for m in ours.members()] == ["fold-0"]
+    assert not ours.fold(2).path.exists()
